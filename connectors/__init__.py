@@ -1,0 +1,1 @@
+"""Built-in connector plugins, one module each, registered like third-party plugins."""

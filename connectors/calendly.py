@@ -1,0 +1,182 @@
+"""Calendly (API v2 webhooks) as a source.
+
+Signature: ``Calendly-Webhook-Signature: t=<unix seconds>,v1=<hex>``, the HMAC-SHA256 of
+``t + "." + raw body`` keyed by the subscription's signing key. Calendly retries any non-2xx
+for 24 hours and then disables the subscription, so event names the hub does not handle are
+accepted and ignored rather than refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from pydantic import Field, SecretStr
+
+from hub import hookimpl
+from hub.connector import NormalizeContext, SourceConfig, SourceConnector
+from hub.errors import SignatureError
+from hub.model import (
+    Answer,
+    Booking,
+    BookingEvent,
+    Cancellation,
+    Location,
+    Meeting,
+    Person,
+    booking_uuid,
+)
+from hub.units import Duration
+
+log = structlog.get_logger(__name__)
+
+SIGNATURE_HEADER = "Calendly-Webhook-Signature"
+
+
+class CalendlyConfig(SourceConfig):
+    signing_key: SecretStr = Field(description="The webhook subscription's signing key")
+    tolerance: Duration = Field(
+        timedelta(seconds=180),
+        description="Oldest (and furthest in the future) signature timestamp accepted",
+    )
+
+
+def sign(key: str, timestamp: int, body: bytes) -> str:
+    """The header value Calendly sends for ``body`` at ``timestamp``."""
+    digest = hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+def _parse_header(value: str) -> tuple[int, list[str]]:
+    timestamp, signatures = None, []
+    for part in value.split(","):
+        name, _, item = part.strip().partition("=")
+        if name == "t" and item.isdigit():
+            timestamp = int(item)
+        elif name == "v1" and item:
+            signatures.append(item)
+    if timestamp is None or not signatures:
+        raise SignatureError(f"{SIGNATURE_HEADER} must look like t=<seconds>,v1=<hex>")
+    return timestamp, signatures
+
+
+class Calendly(SourceConnector):
+    name = "calendly"
+    config_model = CalendlyConfig
+    schema = "calendly/webhook.json"
+    config: CalendlyConfig
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        value = headers.get(SIGNATURE_HEADER)
+        if not value:
+            raise SignatureError(f"missing {SIGNATURE_HEADER} header")
+        timestamp, signatures = _parse_header(value)
+        tolerance = self.config.tolerance.total_seconds()
+        if abs(now - timestamp) > tolerance:
+            raise SignatureError(
+                f"signature timestamp {timestamp} is more than {tolerance:g} s from now"
+            )
+        expected = sign(self.config.signing_key.get_secret_value(), timestamp, body)
+        expected = expected.rpartition("v1=")[2]
+        if not any(hmac.compare_digest(expected, s) for s in signatures):
+            raise SignatureError("signature does not match the body")
+
+    def normalize(self, payload: dict[str, Any], context: NormalizeContext) -> list[BookingEvent]:
+        name = payload["event"]
+        invitee = payload["payload"]
+        if name == "invitee.created":
+            kind = "booking_rescheduled" if invitee.get("old_invitee") else "booking_confirmed"
+        elif name == "invitee.canceled":
+            if invitee.get("rescheduled") or invitee.get("new_invitee"):
+                # The cancelled half of a reschedule: the new invitee's webhook carries it.
+                log.info("calendly.reschedule_half", event_id=context.inbound_event_id)
+                return []
+            kind = "booking_cancelled"
+        else:
+            log.info("calendly.ignored", event_id=context.inbound_event_id, calendly_event=name)
+            return []
+        return [
+            BookingEvent(
+                id=context.event_id(0),
+                type=kind,
+                source=context.source,
+                inbound_event_id=context.inbound_event_id,
+                occurred_at=payload["created_at"],
+                received_at=context.received_at,
+                booking=booking_from_invitee(invitee),
+                raw=payload,
+            )
+        ]
+
+
+def _person_from_membership(member: Mapping[str, Any]) -> Person:
+    name = member.get("user_name")
+    first, _, last = (name or "").partition(" ")
+    return Person(
+        id=member.get("user"),
+        name=name,
+        first_name=first or None,
+        last_name=last or None,
+        email=member.get("user_email"),
+    )
+
+
+def booking_from_invitee(invitee: Mapping[str, Any]) -> Booking:
+    """A canonical booking from a Calendly Invitee resource."""
+    event = invitee["scheduled_event"]
+    memberships = event.get("event_memberships") or []
+    where = event.get("location") or None
+    cancellation = invitee.get("cancellation")
+    urls = {
+        "event": event["uri"],
+        "cancel": invitee.get("cancel_url"),
+        "reschedule": invitee.get("reschedule_url"),
+    }
+    return Booking(
+        id=invitee["uri"],
+        uid=booking_uuid(invitee["uri"]),
+        provider_ref=invitee["uri"],
+        status="cancelled" if invitee["status"] == "canceled" else "active",
+        meeting=Meeting(id=event.get("event_type"), name=event.get("name")),
+        start=event["start_time"],
+        end=event["end_time"],
+        time_zone=invitee.get("timezone"),
+        location=Location(
+            type=where.get("type"),
+            value=where.get("join_url") or where.get("location"),
+            details=where.get("additional_info"),
+        )
+        if where
+        else None,
+        client=Person(
+            id=invitee["uri"],
+            name=invitee["name"],
+            first_name=invitee.get("first_name"),
+            last_name=invitee.get("last_name"),
+            email=invitee["email"],
+            time_zone=invitee.get("timezone"),
+            phone=invitee.get("text_reminder_number"),
+        ),
+        host=_person_from_membership(memberships[0]) if memberships else None,
+        guests=[Person(email=g["email"]) for g in event.get("event_guests") or []],
+        answers=[Answer(**qa) for qa in invitee.get("questions_and_answers") or []],
+        cancellation=Cancellation(
+            reason=cancellation.get("reason"),
+            by=cancellation.get("canceled_by"),
+            canceler_type=cancellation.get("canceler_type"),
+            at=cancellation.get("created_at"),
+        )
+        if cancellation
+        else None,
+        urls={k: v for k, v in urls.items() if v},
+        notes=event.get("meeting_notes_plain"),
+    )
+
+
+@hookimpl
+def register_sources() -> list[type[SourceConnector]]:
+    return [Calendly]

@@ -1,0 +1,237 @@
+"""Inxmail Commerce as a destination, speaking the Calenso event set.
+
+Each event is ``POST {api_url}/events`` with HTTP Basic auth (API id and secret, sent
+pre-emptively) and a body ``{"event", "transactionId", "payload", "attachments"}``. The event
+type must exist in the Inxmail space under that id. ``transactionId`` is the delivery id,
+stable across retries (Inxmail de-duplicates on it; if a space ignores it, nothing breaks).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import AnyHttpUrl, Field, SecretStr
+
+from hub import hookimpl
+from hub.connector import (
+    ActionConfig,
+    ConnectorContext,
+    Delivery,
+    DeliveryResult,
+    DestinationConfig,
+    DestinationConnector,
+)
+from hub.errors import PermanentDelivery
+from hub.ics import invitation
+from hub.model import Booking, BookingEvent, Person, booking_uuid, utc_iso
+from hub.outbound import post_json
+
+CUSTOMER = "calenso.booking.inform-customer"
+PARTNER = "calenso.booking.inform-partner"
+CANCEL_CUSTOMER = "calenso.booking.cancel.inform-customer"
+CANCEL_PARTNER = "calenso.booking.cancel.inform-partner"
+
+# The ten events of the Calenso set. Those built so far are in BUILDERS.
+EVENTS = (
+    CUSTOMER,
+    PARTNER,
+    "calenso.booking.remind-customer",
+    "calenso.booking.rebook.inform-customer",
+    "calenso.booking.rebook.inform-partner",
+    CANCEL_CUSTOMER,
+    CANCEL_PARTNER,
+    "calenso.smart-action.survey-after-appointment.inform-customer",
+    "calenso.smart-action.notification-before-appointment.inform-customer",
+    "calenso.smart-action.thank-you-after-appointment.inform-customer",
+)
+
+# What a route sends when its action names no event.
+DEFAULT_EVENTS = {
+    "booking_confirmed": (CUSTOMER, PARTNER),
+    "booking_cancelled": (CANCEL_CUSTOMER, CANCEL_PARTNER),
+}
+
+# Events that carry the booking's Termin.ics, as in the Calenso set.
+WITH_ATTACHMENT = {CUSTOMER, PARTNER}
+
+
+class InxmailConfig(DestinationConfig):
+    api_url: AnyHttpUrl = Field(
+        description="e.g. https://<space>.api.inxmail-commerce.com/api-service/v1"
+    )
+    api_id: str = Field(min_length=1, description="API id (HTTP Basic user)")
+    api_secret: SecretStr = Field(description="API secret (HTTP Basic password)")
+    secret_expires: date | None = Field(
+        None, description="Expiry date of the API secret; deliveries stop after it"
+    )
+    language: str | None = Field("de", description="customer.language sent with each event")
+
+
+class InxmailAction(ActionConfig):
+    event: str | list[str] | None = Field(
+        None, description="Calenso event(s) to send; by default chosen from the event type"
+    )
+
+    def events(self, event_type: str) -> tuple[str, ...]:
+        if self.event is None:
+            return DEFAULT_EVENTS.get(event_type, ())
+        return (self.event,) if isinstance(self.event, str) else tuple(self.event)
+
+
+class Inxmail(DestinationConnector):
+    name = "inxmail"
+    config_model = InxmailConfig
+    action_model = InxmailAction
+    config: InxmailConfig
+
+    def __init__(self, destination: str, config: InxmailConfig, context: ConnectorContext):
+        super().__init__(destination, config, context)
+        credentials = f"{config.api_id}:{config.api_secret.get_secret_value()}".encode()
+        # Sent pre-emptively with every request, as Inxmail expects.
+        self._authorization = "Basic " + base64.b64encode(credentials).decode()
+        self._url = str(config.api_url).rstrip("/") + "/events"
+
+    @classmethod
+    def unsupported(cls, event_type: str, action: InxmailAction) -> str | None:  # type: ignore[override]
+        names = action.events(event_type)
+        if not names:
+            return (
+                "no Calenso event is chosen for it by default; name one with `event:` "
+                f"(defaults exist for {', '.join(DEFAULT_EVENTS)})"
+            )
+        for name in names:
+            if name not in EVENTS:
+                return f"{name!r} is not a Calenso event (known: {', '.join(EVENTS)})"
+            if name not in BUILDERS:
+                return f"{name!r} cannot be built yet"
+        return None
+
+    def plan(self, event: BookingEvent, action: InxmailAction) -> list[dict[str, Any]]:  # type: ignore[override]
+        return [{"event": name} for name in action.events(event.type)]
+
+    async def deliver(self, delivery: Delivery) -> DeliveryResult:
+        config = self.config
+        now = self.context.clock.now()
+        if (
+            config.secret_expires
+            and datetime.fromtimestamp(now, UTC).date() > config.secret_expires
+        ):
+            raise PermanentDelivery(
+                f"the Inxmail API secret of {self.destination!r} expired on "
+                f"{config.secret_expires.isoformat()}; set a new one in hub.yaml"
+            )
+        body = build_event(delivery.message["event"], delivery.event, config, delivery.id, now)
+        return await post_json(
+            self.context.http,
+            self._url,
+            body,
+            now=now,
+            headers={"Authorization": self._authorization},
+        )
+
+
+def _names(person: Person) -> tuple[str | None, str | None]:
+    if person.first_name or person.last_name:
+        return person.first_name, person.last_name
+    first, _, last = (person.name or "").partition(" ")
+    return first or None, last or None
+
+
+def _customer(booking: Booking, language: str | None) -> dict[str, Any]:
+    client = booking.client
+    prename, lastname = _names(client)
+    return {
+        "id": client.id or client.email,
+        "uuid": booking_uuid(f"person:{client.email or client.id}"),
+        "prename": prename,
+        "lastname": lastname,
+        "email": client.email,
+        "language": language,
+        "salutation": None,
+    }
+
+
+def _worker(booking: Booking) -> dict[str, Any]:
+    host = booking.host or Person()
+    prename, lastname = _names(host)
+    return {
+        "id": host.id or host.email or "",
+        "uuid": booking_uuid(f"person:{host.email or host.id or 'unknown host'}"),
+        "full_name": host.name,
+        "prename": prename,
+        "lastname": lastname,
+        "email": host.email,
+    }
+
+
+def _appointment(booking: Booking) -> dict[str, Any]:
+    client_name = booking.client.name or booking.client.email
+    remarks = "\n".join(f"{a.question}: {a.answer}" for a in booking.answers if a.answer)
+    return {
+        "id": booking.id,
+        "start": utc_iso(booking.start),
+        "end": utc_iso(booking.end),
+        "title": f"{booking.meeting.name or 'Appointment'}: {client_name}",
+        "description": booking.notes,
+        "uuid": booking.uid,
+        "remarks": remarks or None,
+        "url": booking.urls.get("event"),
+        "rebook_reason": None,
+        "cancellation_reason": booking.cancellation.reason if booking.cancellation else None,
+    }
+
+
+def _ics_attachment(booking: Booking, now: float) -> dict[str, str]:
+    ics = invitation(booking, stamp=datetime.fromtimestamp(now, UTC))
+    return {
+        "filename": "Termin.ics",
+        "content-type": "text/calendar",
+        "content": base64.b64encode(ics).decode(),
+    }
+
+
+def _booking_event(event: BookingEvent, config: InxmailConfig, now: float) -> dict[str, Any]:
+    booking = event.booking
+    return {
+        "customer": _customer(booking, config.language),
+        "worker": _worker(booking),
+        "appointment": _appointment(booking),
+    }
+
+
+def _cancel_partner(event: BookingEvent, config: InxmailConfig, now: float) -> dict[str, Any]:
+    payload = _booking_event(event, config, now)
+    cancelled = event.booking.cancellation
+    payload["appointment"]["deleted"] = utc_iso(
+        cancelled.at if cancelled and cancelled.at else event.occurred_at
+    )
+    return payload
+
+
+BUILDERS = {
+    CUSTOMER: _booking_event,
+    PARTNER: _booking_event,
+    CANCEL_CUSTOMER: _booking_event,
+    CANCEL_PARTNER: _cancel_partner,
+}
+
+
+def build_event(
+    name: str, event: BookingEvent, config: InxmailConfig, transaction_id: str, now: float
+) -> dict[str, Any]:
+    """The body of one Calenso event about ``event``."""
+    body: dict[str, Any] = {
+        "event": name,
+        "transactionId": transaction_id,
+        "payload": BUILDERS[name](event, config, now),
+    }
+    if name in WITH_ATTACHMENT:
+        body["attachments"] = [_ics_attachment(event.booking, now)]
+    return body
+
+
+@hookimpl
+def register_destinations() -> list[type[DestinationConnector]]:
+    return [Inxmail]

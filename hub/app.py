@@ -1,0 +1,127 @@
+"""The aiohttp application: intake, health, metrics; workers too when asked."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pluggy
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hub.appkeys import (
+    CLOCK,
+    CONFIG,
+    DESTINATIONS,
+    HTTP,
+    METRICS,
+    PLUGINS,
+    SOURCES,
+    STORE,
+    WORKER,
+)
+from hub.clock import Clock, SystemClock
+from hub.config import Config
+from hub.connector import ConnectorContext
+from hub.errors import StoreError
+from hub.intake import receive
+from hub.metrics import Metrics
+from hub.plugins import get_plugin_manager
+from hub.routing import Router
+from hub.runtime import build_destinations, build_sources
+from hub.store import open_store
+from hub.worker import Worker
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    config: Config,
+    *,
+    plugin_manager: pluggy.PluginManager | None = None,
+    clock: Clock | None = None,
+    run_worker: bool = False,
+) -> web.Application:
+    """The hub as an aiohttp application. With ``run_worker`` it also runs a worker for as
+    long as the application runs."""
+    app = web.Application(client_max_size=config.server.max_body)
+    pm = plugin_manager or get_plugin_manager()
+    app[CONFIG] = config
+    app[PLUGINS] = pm
+    app[CLOCK] = clock or SystemClock()
+    app[METRICS] = Metrics()
+    app[SOURCES] = build_sources(config, pm)
+    app[WORKER] = None
+    app.cleanup_ctx.append(_store)
+    app.cleanup_ctx.append(_http)
+    if run_worker:
+        app.cleanup_ctx.append(_worker)
+    app.router.add_post("/hooks/{source}", receive)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    settings = app[CONFIG].store
+    app[STORE] = open_store(
+        settings.url,
+        prefix=settings.prefix,
+        dedup_window=settings.dedup_window.total_seconds(),
+        retention=settings.retention.total_seconds(),
+    )
+    yield
+    await app[STORE].close()
+
+
+async def _http(app: web.Application) -> AsyncIterator[None]:
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, connect=10),
+        headers={"User-Agent": "hub"},
+    )
+    app[HTTP] = session
+    context = ConnectorContext(http=session, clock=app[CLOCK])
+    app[DESTINATIONS] = build_destinations(app[CONFIG], app[PLUGINS], context)
+    yield
+    await session.close()
+
+
+def make_worker(app: web.Application) -> Worker:
+    """A worker sharing the application's store, connectors, clock and metrics."""
+    return Worker(
+        store=app[STORE],
+        sources=app[SOURCES],
+        destinations=app[DESTINATIONS],
+        router=Router.from_config(app[CONFIG]),
+        config=app[CONFIG].worker,
+        clock=app[CLOCK],
+        metrics=app[METRICS],
+    )
+
+
+async def _worker(app: web.Application) -> AsyncIterator[None]:
+    worker = make_worker(app)
+    app[WORKER] = worker
+    task = asyncio.create_task(worker.run(), name="hub-worker")
+    yield
+    worker.stop()
+    await task
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[STORE].ping()
+    except StoreError as error:
+        return web.json_response({"status": "unavailable", "detail": str(error)}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

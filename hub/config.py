@@ -1,0 +1,384 @@
+"""``hub.yaml``: loading, ``${VAR}`` interpolation, validation with errors that name the line.
+
+Validation runs in two passes. The first checks the file's own shape (store, server,
+worker, sources, destinations, routes). The second hands each source and destination to
+its connector's config model, and each route action to its destination's action model,
+so a misspelt connector option is reported as precisely as a misspelt top-level key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.errors import ConfigError
+from hub.model import EventType
+from hub.retry import RetryPolicy
+from hub.units import ByteSize, Duration
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from hub.connector import DestinationConnector, SourceConnector
+
+__all__ = [
+    "Config",
+    "LogConfig",
+    "RouteConfig",
+    "ServerConfig",
+    "StoreConfig",
+    "WorkerConfig",
+    "interpolate",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreConfig(_Section):
+    url: str = Field("redis://localhost:6379/0", description="Redis URL of the store")
+    prefix: str = Field("hub", description="Prefix of every Redis key the hub writes")
+    dedup_window: Duration = Field(
+        timedelta(days=3), description="How long a webhook is remembered to drop its duplicates"
+    )
+    retention: Duration = Field(
+        timedelta(days=7), description="How long finished events and jobs stay readable"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
+
+class ServerConfig(_Section):
+    host: str = Field("127.0.0.1", description="Address the HTTP intake listens on")
+    port: int = Field(8080, ge=0, le=65535)
+    max_body: ByteSize = Field(256 * 1024, gt=0, description="Largest webhook body accepted")
+    shutdown_timeout: Duration = Field(
+        timedelta(seconds=10), description="Grace for open requests on SIGTERM"
+    )
+
+
+class WorkerConfig(_Section):
+    concurrency: int = Field(16, ge=1, description="Jobs one worker runs at once")
+    lease: Duration = Field(
+        timedelta(seconds=60),
+        description="How long a claimed job is held; a crashed worker's jobs return after it",
+    )
+    poll_interval: Duration = Field(
+        timedelta(milliseconds=500), description="Longest wait between looks at the due index"
+    )
+    shutdown_grace: Duration = Field(
+        timedelta(seconds=20),
+        description="On SIGTERM, how long running jobs may finish before they are released",
+    )
+    dispatch_retry: RetryPolicy = Field(
+        RetryPolicy(attempts=5, base=timedelta(seconds=1), factor=4, cap=timedelta(minutes=5)),
+        description="Retries of turning an accepted webhook into deliveries",
+    )
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console", "auto"] = Field(
+        "auto", description="auto: console on a terminal, JSON lines otherwise"
+    )
+
+
+class ConnectorSpec(BaseModel):
+    """A source or destination before its connector's own model has checked it."""
+
+    model_config = ConfigDict(extra="allow")
+    connector: str = Field(description="Name of the connector plugin")
+
+
+class ActionSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    to: str = Field(description="Name of a destination")
+
+
+class RouteConfig(_Section):
+    name: str
+    on: list[EventType] = Field(description="Event types that trigger the route")
+    send: list[ActionSpec] = Field(min_length=1)
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class _File(_Section):
+    store: StoreConfig = StoreConfig()
+    server: ServerConfig = ServerConfig()
+    worker: WorkerConfig = WorkerConfig()
+    log: LogConfig = LogConfig()
+    sources: dict[str, ConnectorSpec] = {}
+    destinations: dict[str, ConnectorSpec] = {}
+    routes: list[RouteConfig] = []
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _url_shorthand(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+
+class Config:
+    """A validated configuration, with each connector's settings in its own model."""
+
+    def __init__(
+        self,
+        file: _File,
+        sources: dict[str, BaseModel],
+        destinations: dict[str, BaseModel],
+        actions: list[list[BaseModel]],
+        path: str,
+    ) -> None:
+        self.store = file.store
+        self.server = file.server
+        self.worker = file.worker
+        self.log = file.log
+        self.routes = file.routes
+        self.sources = sources
+        self.destinations = destinations
+        self.actions = actions  # actions[i][j] is routes[i].send[j], typed
+        self.path = path
+
+
+# --- YAML 1.2 booleans ------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false, so ``on:`` stays a key."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+# --- interpolation --------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(text: str, environ: Mapping[str, str]) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}``; ``$$`` is a literal ``$``."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        value = environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise KeyError(name)
+            return default
+        return value
+
+    return _VAR.sub(replace, text)
+
+
+def _interpolate_nodes(node: yaml.Node, environ: Mapping[str, str], where: str) -> None:
+    if isinstance(node, yaml.ScalarNode):
+        if "$" in node.value and node.tag == "tag:yaml.org,2002:str":
+            try:
+                node.value = interpolate(node.value, environ)
+            except KeyError as missing:
+                raise ConfigError(
+                    f"{where}:{node.start_mark.line + 1}: environment variable "
+                    f"{missing.args[0]} is not set (write ${{{missing.args[0]}:-default}} "
+                    "to give a default)"
+                ) from None
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _interpolate_nodes(item, environ, where)
+    elif isinstance(node, yaml.MappingNode):
+        for _key, value in node.value:
+            _interpolate_nodes(value, environ, where)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest node along ``loc`` that exists in the file."""
+    line = None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        nxt = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(part):
+                    nxt = value
+                    line = key.start_mark.line + 1
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            nxt = node.value[part]
+        node = nxt
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _format_errors(
+    error: ValidationError, root: yaml.Node | None, where: str, prefix: tuple[Any, ...] = ()
+) -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = prefix + tuple(p for p in item["loc"] if p not in ("function-after",))
+        line = _line_of(root, loc)
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        at = f"{where}:{line}" if line else where
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown option (check its spelling)"
+        elif item["type"] == "missing":
+            message = "required option is missing"
+        lines.append(f"{at}: {path}: {message}")
+    return lines
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | Path,
+    plugin_manager: pluggy.PluginManager,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read, interpolate and validate a configuration file. Raises ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the configuration file: {error.strerror}") from None
+    return parse_config(text, plugin_manager, environ=environ, where=str(path))
+
+
+def parse_config(
+    text: str,
+    plugin_manager: pluggy.PluginManager,
+    *,
+    environ: Mapping[str, str] | None = None,
+    where: str = "hub.yaml",
+) -> Config:
+    """Validate configuration text; ``where`` names it in error messages."""
+    from hub.plugins import destination_connectors, source_connectors
+
+    environ = os.environ if environ is None else environ
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f"{where}:{mark.line + 1}" if mark else where
+        raise ConfigError(f"{at}: not valid YAML: {getattr(error, 'problem', error)}") from None
+    if root is not None:
+        _interpolate_nodes(root, environ, where)
+    data = _Loader("").construct_document(root) if root is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}:1: expected a mapping of options at the top level")
+    try:
+        file = _File.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError("\n".join(_format_errors(error, root, where))) from None
+
+    problems: list[str] = []
+    sources = _connector_configs(
+        "sources", file.sources, source_connectors(plugin_manager), root, where, problems
+    )
+    destination_classes = destination_connectors(plugin_manager)
+    destinations = _connector_configs(
+        "destinations", file.destinations, destination_classes, root, where, problems
+    )
+    actions = _route_actions(file, destinations, destination_classes, root, where, problems)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return Config(file, sources, destinations, actions, where)
+
+
+def _connector_configs(
+    section: str,
+    specs: dict[str, ConnectorSpec],
+    classes: Mapping[str, type[SourceConnector] | type[DestinationConnector]],
+    root: yaml.Node | None,
+    where: str,
+    problems: list[str],
+) -> dict[str, BaseModel]:
+    typed = {}
+    for name, spec in specs.items():
+        cls = classes.get(spec.connector)
+        if cls is None:
+            known = ", ".join(sorted(classes)) or "none"
+            line = _line_of(root, (section, name, "connector"))
+            problems.append(
+                f"{where}:{line}: {section}.{name}.connector: unknown connector "
+                f"{spec.connector!r} (loaded: {known})"
+            )
+            continue
+        try:
+            typed[name] = cls.config_model.model_validate(spec.model_dump())
+        except ValidationError as error:
+            problems.extend(_format_errors(error, root, where, (section, name)))
+    return typed
+
+
+def _route_actions(
+    file: _File,
+    destinations: dict[str, BaseModel],
+    classes: Mapping[str, type[DestinationConnector]],
+    root: yaml.Node | None,
+    where: str,
+    problems: list[str],
+) -> list[list[BaseModel]]:
+    names = [route.name for route in file.routes]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            line = _line_of(root, ("routes", i, "name"))
+            problems.append(f"{where}:{line}: routes.{i}.name: route name {name!r} is used twice")
+    actions: list[list[BaseModel]] = []
+    for i, route in enumerate(file.routes):
+        typed_route: list[BaseModel] = []
+        for j, spec in enumerate(route.send):
+            loc = ("routes", i, "send", j)
+            at = f"{where}:{_line_of(root, (*loc, 'to'))}: routes.{i}.send.{j}.to"
+            if spec.to not in file.destinations:
+                known = ", ".join(sorted(file.destinations)) or "none"
+                problems.append(f"{at}: no destination named {spec.to!r} (defined: {known})")
+                continue
+            if spec.to not in destinations:
+                continue  # its destination is invalid and reported already
+            cls = classes[file.destinations[spec.to].connector]
+            try:
+                action = cls.action_model.model_validate(spec.model_dump())
+            except ValidationError as error:
+                problems.extend(_format_errors(error, root, where, loc))
+                continue
+            for event_type in route.on:
+                reason = cls.unsupported(event_type, action)
+                if reason:
+                    problems.append(
+                        f"{at}: route {route.name!r} sends {event_type} to {spec.to!r}: {reason}"
+                    )
+            typed_route.append(action)
+        actions.append(typed_route)
+    return actions

@@ -1,0 +1,161 @@
+"""What a connector is: the classes a plugin subclasses.
+
+A **source connector** turns a provider's webhook into canonical events::
+
+    verify(headers, body, now)   raise SignatureError unless the raw bytes are authentic
+    schema                       its JSON Schema: a file name under schemas/, or the schema
+    dedup_key(headers, body)     what makes two deliveries of one webhook the same
+    normalize(payload, context)  the payload → a list of BookingEvent
+
+A **destination connector** delivers actions::
+
+    plan(event, action)          the messages one action sends for one event (one job each)
+    deliver(delivery)            send one message; return a DeliveryResult or raise
+                                 RetryableDelivery / PermanentDelivery
+
+Both declare a pydantic ``config_model`` for their entry in hub.yaml. Connectors never touch
+the store: the core hands them what they need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.clock import Clock
+from hub.model import BookingEvent
+from hub.retry import RetryPolicy
+from hub.schemas import compile_schema
+from hub.units import Duration
+
+__all__ = [
+    "ActionConfig",
+    "Delivery",
+    "DeliveryResult",
+    "DestinationConfig",
+    "DestinationConnector",
+    "NormalizeContext",
+    "SourceConfig",
+    "SourceConnector",
+]
+
+
+class SourceConfig(BaseModel):
+    """Options every source has; a connector's model adds its own."""
+
+    model_config = ConfigDict(extra="forbid")
+    connector: str
+
+
+class DestinationConfig(BaseModel):
+    """Options every destination has; a connector's model adds its own."""
+
+    model_config = ConfigDict(extra="forbid")
+    connector: str
+    timeout: Duration = Field(timedelta(seconds=15), description="Time limit of one attempt")
+    retry: RetryPolicy = RetryPolicy()
+
+
+class ActionConfig(BaseModel):
+    """One entry of a route's ``send`` list; a connector's model adds its own options."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(description="Name of the destination")
+
+
+@dataclass(frozen=True)
+class NormalizeContext:
+    """What a source connector is told when it normalizes an accepted webhook."""
+
+    source: str
+    inbound_event_id: str
+    received_at: datetime
+
+    def event_id(self, index: int) -> str:
+        """Id of the ``index``-th canonical event made from this webhook; stable on retry."""
+        return f"{self.inbound_event_id}.{index}"
+
+
+class SourceConnector(ABC):
+    name: ClassVar[str]
+    config_model: ClassVar[type[SourceConfig]] = SourceConfig
+    schema: ClassVar[str | dict[str, Any]]
+
+    def __init__(self, source: str, config: SourceConfig) -> None:
+        self.source = source
+        self.config = config
+        self.validator = compile_schema(self.schema)
+
+    @abstractmethod
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        """Raise SignatureError unless ``body`` is authentic. ``now`` is epoch seconds."""
+
+    def dedup_key(self, headers: Mapping[str, str], body: bytes) -> str:
+        """Two requests with the same key are one webhook. Default: a hash of the body."""
+        return hashlib.sha256(body).hexdigest()
+
+    @abstractmethod
+    def normalize(self, payload: dict[str, Any], context: NormalizeContext) -> list[BookingEvent]:
+        """Turn a valid payload into canonical events (none for events the hub ignores)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message to one destination. ``id`` is stable across attempts: send it as the
+    idempotency key where the destination has one."""
+
+    id: str
+    attempt: int
+    route: str
+    event: BookingEvent
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    status: int | None = None
+    response: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """Shared resources handed to destination connectors."""
+
+    http: aiohttp.ClientSession
+    clock: Clock
+    log: Callable[..., Any] | None = None
+
+
+class DestinationConnector(ABC):
+    name: ClassVar[str]
+    config_model: ClassVar[type[DestinationConfig]] = DestinationConfig
+    action_model: ClassVar[type[ActionConfig]] = ActionConfig
+
+    def __init__(self, destination: str, config: DestinationConfig, context: ConnectorContext):
+        self.destination = destination
+        self.config = config
+        self.context = context
+
+    @classmethod
+    def unsupported(cls, event_type: str, action: ActionConfig) -> str | None:
+        """Why this action cannot handle events of ``event_type``, or None if it can.
+
+        Checked when hub.yaml is loaded, so a route that cannot work is refused up front.
+        """
+        return None
+
+    def plan(self, event: BookingEvent, action: ActionConfig) -> list[dict[str, Any]]:
+        """The messages one action sends for one event; each becomes its own job."""
+        return [{}]
+
+    @abstractmethod
+    async def deliver(self, delivery: Delivery) -> DeliveryResult:
+        """Send one message. Raise RetryableDelivery or PermanentDelivery on failure."""

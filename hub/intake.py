@@ -1,0 +1,79 @@
+"""``POST /hooks/{source}``: the request path does the minimum and answers once durable.
+
+size limit → signature on the raw bytes → JSON → schema → dedup key → one atomic store
+call → 202 ``{"id": …}``. Routing, templates and destinations are the worker's business, so
+a provider never sees a 5xx because a destination is down.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import structlog
+from aiohttp import web
+
+from hub.appkeys import CLOCK, CONFIG, METRICS, SOURCES, STORE, WORKER
+from hub.errors import IntakeError, InvalidPayload, PayloadTooLarge, StoreError, UnknownSource
+from hub.ids import new_id
+
+__all__ = ["receive"]
+
+log = structlog.get_logger(__name__)
+
+
+def _json(body: dict[str, object], status: int, **headers: str) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+async def receive(request: web.Request) -> web.Response:
+    app = request.app
+    name = request.match_info["source"]
+    metrics = app[METRICS]
+    started = time.perf_counter()
+    now = app[CLOCK].now()
+    event_id = new_id("evt", now)
+    bound = log.bind(source=name, event_id=event_id)
+    try:
+        source = app[SOURCES].get(name)
+        if source is None:
+            raise UnknownSource(f"no source named {name!r} is configured")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            limit = request.app[CONFIG].server.max_body
+            raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes") from None
+        source.verify(request.headers, body, now)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            raise InvalidPayload(f"body is not valid JSON: {error}", field="(body)") from None
+        source.validator.check(payload)
+        accepted = await app[STORE].accept(
+            name,
+            source.dedup_key(request.headers, body),
+            body,
+            now,
+            event_id,
+            new_id("job", now),
+        )
+    except IntakeError as error:
+        metrics.webhooks.labels(source=name, outcome=error.code).inc()
+        bound.warning("intake.rejected", status=error.status, error=error.detail)
+        return _json({**error.to_json(), "request_id": event_id}, error.status)
+    except StoreError as error:
+        metrics.webhooks.labels(source=name, outcome="store_unavailable").inc()
+        bound.error("intake.store_unavailable", error=str(error))
+        detail = {"error": "store_unavailable", "detail": "the hub cannot store events right now"}
+        return _json({**detail, "request_id": event_id}, 503, **{"Retry-After": "5"})
+    finally:
+        metrics.intake_seconds.observe(time.perf_counter() - started)
+    outcome = "duplicate" if accepted.duplicate else "accepted"
+    metrics.webhooks.labels(source=name, outcome=outcome).inc()
+    bound.info("intake." + outcome, id=accepted.id)
+    worker = app.get(WORKER)
+    if worker is not None and not accepted.duplicate:
+        worker.wake()
+    return _json({"id": accepted.id, "duplicate": accepted.duplicate}, 202)

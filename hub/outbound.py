@@ -1,0 +1,63 @@
+"""Sending HTTP deliveries, and what a response means for the job."""
+
+from __future__ import annotations
+
+import email.utils
+from typing import Any
+
+import aiohttp
+import orjson
+
+from hub.connector import DeliveryResult
+from hub.errors import PermanentDelivery, RetryableDelivery
+
+__all__ = ["RESPONSE_EXCERPT", "parse_retry_after", "post_json"]
+
+RESPONSE_EXCERPT = 1024  # bytes of a response body kept with an attempt
+# Client errors that may succeed later: timeout, conflict, too early, too many requests.
+_RETRYABLE_4XX = {408, 409, 425, 429}
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - now, 0.0)
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    *,
+    now: float,
+    headers: dict[str, str] | None = None,
+) -> DeliveryResult:
+    """POST ``body`` as JSON. 2xx is success; 408/409/425/429 and 5xx are retryable (with
+    the destination's Retry-After); any other status is permanent. A network error is
+    retryable."""
+    data = orjson.dumps(body)
+    try:
+        async with session.post(
+            url,
+            data=data,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        ) as response:
+            excerpt = (await response.content.read(RESPONSE_EXCERPT)).decode(errors="replace")
+            status = response.status
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+    except aiohttp.ClientError as error:
+        raise RetryableDelivery(f"{type(error).__name__}: {error}") from error
+    if 200 <= status < 300:
+        return DeliveryResult(status=status, response=excerpt)
+    detail = f"{url} answered {status}"
+    if status >= 500 or status in _RETRYABLE_4XX:
+        raise RetryableDelivery(detail, status=status, response=excerpt, retry_after=retry_after)
+    raise PermanentDelivery(detail, status=status, response=excerpt)

@@ -1,0 +1,60 @@
+"""JSON Schemas from ``schemas/``, compiled once and reused for every request."""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from hub.errors import InvalidPayload
+
+__all__ = ["SchemaValidator", "compile_schema", "schema_dir", "validator"]
+
+
+def schema_dir() -> Path:
+    """Where the schemas are: packaged into the wheel, or ``schemas/`` of a checkout."""
+    packaged = Path(__file__).parent / "_schemas"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "schemas"
+
+
+def _path(parts: deque[Any]) -> str:
+    return ".".join(str(p) for p in parts) or "(body)"
+
+
+class SchemaValidator:
+    """A compiled schema. ``check`` raises InvalidPayload naming the failing field."""
+
+    def __init__(self, name: str, schema: dict[str, Any]) -> None:
+        Draft202012Validator.check_schema(schema)
+        self.name = name
+        self.schema = schema
+        self._validator = Draft202012Validator(schema)
+
+    def check(self, instance: Any) -> None:
+        error = best_match(self._validator.iter_errors(instance))
+        if error is None:
+            return
+        path = deque(error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            path.extend([k for k in error.validator_value if k not in error.instance][:1])
+        field = _path(path)
+        raise InvalidPayload(f"{field}: {error.message}", field=field)
+
+
+@functools.cache
+def validator(name: str) -> SchemaValidator:
+    """The compiled schema ``schemas/<name>``."""
+    schema = orjson.loads((schema_dir() / name).read_bytes())
+    return SchemaValidator(name, schema)
+
+
+def compile_schema(schema: str | dict[str, Any]) -> SchemaValidator:
+    """A file name under ``schemas/`` (compiled once per process) or a schema itself."""
+    if isinstance(schema, str):
+        return validator(schema)
+    return SchemaValidator(schema.get("$id", "(inline)"), schema)

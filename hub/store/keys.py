@@ -1,0 +1,39 @@
+"""Every Redis key the hub writes, in one place.
+
+    {p}:events                  sorted set  inbound event ids by received time (ms)
+    {p}:event:{id}              hash        source, body, received_at, dispatch_job
+    {p}:dedup:{source}:{key}    string      inbound event id; expires after the dedup window
+    {p}:q:due                   sorted set  job ids by due time (ms)
+    {p}:q:inflight              sorted set  claimed job ids by lease expiry (ms)
+    {p}:q:dead                  sorted set  dead-letter job ids by time of death (ms)
+    {p}:job:{id}                hash        kind, payload, state, attempts, lease, …
+    {p}:job:{id}:attempts       list        one JSON record per attempt
+
+The Lua scripts build ``job:{id}`` keys from the prefix they are given, as ``Keys.job`` does.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Keys"]
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix.rstrip(":") + ":"
+        p = self.prefix
+        self.events = p + "events"
+        self.due = p + "q:due"
+        self.inflight = p + "q:inflight"
+        self.dead = p + "q:dead"
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}event:{event_id}"
+
+    def dedup(self, source: str, key: str) -> str:
+        return f"{self.prefix}dedup:{source}:{key}"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def attempts(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:attempts"

@@ -1,0 +1,334 @@
+"""The worker: claims due jobs and runs them.
+
+Two kinds of job run here. A **dispatch** job turns one accepted webhook into canonical
+events (through its source connector), matches the routes, and enqueues one **deliver** job
+per message, atomically with its own completion. A **deliver** job hands one message to
+its destination connector; the outcome is done, a retry at a later time, or a dead letter.
+
+``run()`` loops until ``stop()``; ``drain()`` runs until nothing is due at the clock's
+current time, which is how tests move time: advance the clock, drain again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from hub.clock import Clock
+from hub.config import WorkerConfig
+from hub.connector import Delivery, DestinationConnector, NormalizeContext, SourceConnector
+from hub.errors import (
+    NormalizeError,
+    PermanentDelivery,
+    RetryableDelivery,
+    StoreError,
+)
+from hub.ids import new_id
+from hub.metrics import Metrics
+from hub.model import BookingEvent
+from hub.outbound import RESPONSE_EXCERPT
+from hub.retry import RetryPolicy
+from hub.routing import Router
+from hub.store import Attempt, Job, NewJob, Store
+
+__all__ = ["Worker"]
+
+log = structlog.get_logger(__name__)
+
+
+class _Failure(Exception):
+    """Internal: an attempt failed; carries what to record and what to do next."""
+
+    def __init__(
+        self,
+        error: str,
+        *,
+        permanent: bool,
+        status: int | None = None,
+        response: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(error)
+        self.error = error
+        self.permanent = permanent
+        self.status = status
+        self.response = response
+        self.retry_after = retry_after
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        sources: dict[str, SourceConnector],
+        destinations: dict[str, DestinationConnector],
+        router: Router,
+        config: WorkerConfig,
+        clock: Clock,
+        metrics: Metrics | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.sources = sources
+        self.destinations = destinations
+        self.router = router
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self.rng = rng or random.Random()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    # --- loop --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look at the due index now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming; ``run`` returns once running jobs finished or were released."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        lease = self.config.lease.total_seconds()
+        poll = self.config.poll_interval.total_seconds()
+        backoff = poll
+        log.info("worker.started", concurrency=self.config.concurrency)
+        while not self._stopping:
+            self._wake.clear()
+            free = self.config.concurrency - len(self._tasks)
+            claimed = 0
+            if free > 0:
+                try:
+                    jobs = await self.store.claim(self.clock.now(), lease, free)
+                except StoreError as error:
+                    log.warning("worker.store_error", error=str(error), retry_in=backoff)
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                backoff = poll
+                claimed = len(jobs)
+                for job in jobs:
+                    task = asyncio.create_task(self.process(job))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+            if claimed == 0 or claimed == free:
+                await self._pause(poll)
+        await self._shutdown()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _shutdown(self) -> None:
+        if self._tasks:
+            grace = self.config.shutdown_grace.total_seconds()
+            log.info("worker.draining", running=len(self._tasks), grace=grace)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        log.info("worker.stopped")
+
+    async def drain(self, *, limit: int = 10_000) -> int:
+        """Run due jobs until none is due at the clock's time; return how many ran."""
+        lease = self.config.lease.total_seconds()
+        ran = 0
+        while ran < limit:
+            jobs = await self.store.claim(self.clock.now(), lease, self.config.concurrency)
+            if not jobs:
+                break
+            await asyncio.gather(*(self.process(job) for job in jobs))
+            ran += len(jobs)
+        return ran
+
+    # --- one job -----------------------------------------------------------------------
+
+    async def process(self, job: Job) -> None:
+        bound = log.bind(job_id=job.id, kind=job.kind, attempt=job.attempt, event_id=job.event_id)
+        started = self.clock.now()
+        t0 = time.perf_counter()
+        try:
+            if job.kind == "dispatch":
+                spawn = await self._dispatch(job, bound)
+                policy = self.config.dispatch_retry
+            else:
+                spawn = []
+                result_status, response = await self._deliver(job)
+                policy = self._policy(job)
+        except asyncio.CancelledError:
+            with contextlib.suppress(StoreError):
+                await asyncio.shield(self.store.release(job, self.clock.now()))
+            bound.info("job.released")
+            raise
+        except _Failure as failure:
+            await self._failed(job, failure, started, t0, bound)
+            return
+        duration = (time.perf_counter() - t0) * 1000
+        if job.kind == "deliver":
+            attempt = Attempt(job.attempt, started, duration, "done", result_status, None, response)
+        else:
+            attempt = Attempt(job.attempt, started, duration, "done")
+        await self._record(job, "complete", attempt, bound, spawn=spawn, policy=policy)
+
+    def _policy(self, job: Job) -> RetryPolicy:
+        destination = self.destinations.get(job.destination or "")
+        return destination.config.retry if destination else RetryPolicy()
+
+    async def _failed(
+        self, job: Job, failure: _Failure, started: float, t0: float, bound: Any
+    ) -> None:
+        duration = (time.perf_counter() - t0) * 1000
+        policy = self.config.dispatch_retry if job.kind == "dispatch" else self._policy(job)
+        outcome = "dead" if failure.permanent or policy.exhausted(job.attempt) else "retry"
+        attempt = Attempt(
+            job.attempt,
+            started,
+            duration,
+            outcome,
+            failure.status,
+            failure.error,
+            failure.response,
+        )
+        if outcome == "dead":
+            reason = (
+                failure.error
+                if failure.permanent
+                else (f"gave up after {job.attempt} attempts: {failure.error}")
+            )
+            bound.error("job.dead", error=failure.error, status=failure.status, reason=reason)
+            await self._record(job, "bury", attempt, bound, reason=reason)
+        else:
+            delay = policy.delay(job.attempt, retry_after=failure.retry_after, rng=self.rng)
+            bound.warning(
+                "job.retry", error=failure.error, status=failure.status, retry_in=round(delay, 3)
+            )
+            await self._record(job, "retry", attempt, bound, due=started + delay)
+
+    async def _record(self, job: Job, how: str, attempt: Attempt, bound: Any, **kw: Any) -> None:
+        store = self.store
+        try:
+            if how == "complete":
+                kept = await store.complete(job, attempt, self.clock.now(), kw["spawn"])
+            elif how == "retry":
+                kept = await store.retry(job, attempt, kw["due"])
+            else:
+                kept = await store.bury(job, attempt, self.clock.now(), kw["reason"])
+        except StoreError as error:
+            # The lease runs out and the job is claimed again: at least once, never lost.
+            bound.error("job.unrecorded", outcome=attempt.outcome, error=str(error))
+            return
+        if not kept:
+            bound.warning("job.lease_lost", outcome=attempt.outcome)
+            return
+        self.metrics.jobs.labels(kind=job.kind, outcome=attempt.outcome).inc()
+        if how == "complete":
+            bound.info(
+                "job.done", spawned=len(kw["spawn"]), duration_ms=round(attempt.duration_ms, 1)
+            )
+
+    # --- dispatch ----------------------------------------------------------------------
+
+    async def _dispatch(self, job: Job, bound: Any) -> list[NewJob]:
+        event_id = job.payload["event_id"]
+        inbound = await self.store.get_event(event_id)
+        if inbound is None:
+            raise _Failure(f"inbound event {event_id} is gone from the store", permanent=True)
+        source = self.sources.get(inbound.source)
+        if source is None:
+            raise _Failure(f"source {inbound.source!r} is not configured", permanent=True)
+        context = NormalizeContext(
+            source=inbound.source,
+            inbound_event_id=inbound.id,
+            received_at=datetime.fromtimestamp(inbound.received_at, UTC),
+        )
+        try:
+            payload = orjson.loads(inbound.body)
+            events = source.normalize(payload, context)
+        except (NormalizeError, ValueError) as error:
+            raise _Failure(f"cannot normalize: {error}", permanent=True) from error
+        except Exception as error:
+            bound.exception("dispatch.error")
+            raise _Failure(f"{type(error).__name__}: {error}", permanent=False) from error
+        now = self.clock.now()
+        spawn = []
+        for event in events:
+            for route, action in self.router.match(event):
+                destination = self.destinations[action.to]
+                for message in destination.plan(event, action):
+                    spawn.append(
+                        NewJob(
+                            id=new_id("job", now),
+                            kind="deliver",
+                            payload={
+                                "route": route.name,
+                                "event": event.to_json(),
+                                "message": message,
+                            },
+                            due=now,
+                            destination=action.to,
+                            event_id=event_id,
+                        )
+                    )
+        bound.info(
+            "dispatch.routed",
+            events=[e.type for e in events],
+            deliveries=[(j.destination, j.payload["message"]) for j in spawn],
+        )
+        return spawn
+
+    # --- deliver -----------------------------------------------------------------------
+
+    async def _deliver(self, job: Job) -> tuple[int | None, str | None]:
+        destination = self.destinations.get(job.destination or "")
+        if destination is None:
+            raise _Failure(f"destination {job.destination!r} is not configured", permanent=True)
+        try:
+            event = BookingEvent.model_validate(job.payload["event"])
+        except ValueError as error:
+            raise _Failure(f"stored event does not parse: {error}", permanent=True) from error
+        delivery = Delivery(
+            id=job.id,
+            attempt=job.attempt,
+            route=job.payload["route"],
+            event=event,
+            message=job.payload["message"],
+        )
+        timeout = destination.config.timeout.total_seconds()
+        try:
+            async with asyncio.timeout(timeout):
+                result = await destination.deliver(delivery)
+        except PermanentDelivery as error:
+            raise _Failure(
+                error.detail, permanent=True, status=error.status, response=error.response
+            ) from error
+        except RetryableDelivery as error:
+            raise _Failure(
+                error.detail,
+                permanent=False,
+                status=error.status,
+                response=error.response,
+                retry_after=error.retry_after,
+            ) from error
+        except TimeoutError as error:
+            raise _Failure(f"no answer within {timeout:g} s", permanent=False) from error
+        except Exception as error:
+            log.exception("deliver.error", job_id=job.id, destination=job.destination)
+            raise _Failure(f"{type(error).__name__}: {error}", permanent=False) from error
+        self.metrics.deliveries.labels(destination=destination.destination).inc()
+        response = result.response[:RESPONSE_EXCERPT] if result.response else None
+        return result.status, response
