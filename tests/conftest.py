@@ -104,9 +104,10 @@ class Sink:
         self.requests: list[Received] = []
         self.statuses: deque[int | tuple[int, dict[str, str]]] = deque()
         self.default = 202
-        self.hang = 0  # this many next requests never get an answer
+        self.hang = 0  # this many next requests get no answer until the test ends
         self.url = ""
         self._arrived = asyncio.Condition()
+        self._released = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         received = Received(
@@ -117,7 +118,7 @@ class Sink:
             self._arrived.notify_all()
         if self.hang:
             self.hang -= 1
-            await asyncio.Event().wait()  # held until the client goes away
+            await self._released.wait()
         answer = self.statuses.popleft() if self.statuses else self.default
         status, headers = answer if isinstance(answer, tuple) else (answer, {})
         return web.json_response({"status": status}, status=status, headers=headers)
@@ -131,13 +132,14 @@ class Sink:
 
 
 @pytest.fixture
-async def sink(aiohttp_server: Any) -> Sink:
+async def sink(aiohttp_server: Any) -> Any:
     receiver = Sink()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", receiver.handle)
     server = await aiohttp_server(app)
     receiver.url = str(server.make_url("")).rstrip("/")
-    return receiver
+    yield receiver
+    receiver._released.set()
 
 
 def config_data(prefix: str, sink_url: str, **overrides: Any) -> dict[str, Any]:

@@ -1,0 +1,140 @@
+"""The Store contract, on a real Redis under a throwaway prefix."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.ids import new_id
+from hub.store import Attempt, NewJob
+from hub.store.redis import RedisStore
+from tests.conftest import REDIS_URL
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+async def store(redis_prefix):
+    store = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, dedup_window=3600, retention=60)
+    yield store
+    await store.close()
+
+
+async def accept(store, key: str = "k1", body: bytes = b"{}", now: float = NOW):
+    return await store.accept("calendly", key, body, now, new_id("evt", now), new_id("job", now))
+
+
+def attempt(job, outcome: str = "done") -> Attempt:
+    return Attempt(job.attempt, NOW, 1.0, outcome)
+
+
+async def test_accept_stores_the_event_and_a_due_dispatch_job(store) -> None:
+    accepted = await accept(store, body=b'{"a": 1}')
+    assert not accepted.duplicate
+    event = await store.get_event(accepted.id)
+    assert (event.source, event.body, event.received_at) == ("calendly", b'{"a": 1}', NOW)
+    [job] = await store.claim(NOW, 30, 10)
+    assert (job.kind, job.payload, job.event_id, job.attempt) == (
+        "dispatch",
+        {"event_id": accepted.id},
+        accepted.id,
+        1,
+    )
+
+
+async def test_accept_deduplicates_on_source_and_key(store) -> None:
+    first = await accept(store, "same")
+    again = await accept(store, "same")
+    other = await accept(store, "different")
+    assert again.id == first.id and again.duplicate
+    assert other.id != first.id and not other.duplicate
+    assert len(await store.claim(NOW, 30, 10)) == 2
+
+
+async def test_a_claimed_job_is_leased_and_comes_back_when_the_lease_expires(store) -> None:
+    await accept(store)
+    [job] = await store.claim(NOW, 30, 10)
+    assert await store.claim(NOW + 29, 30, 10) == []
+    [again] = await store.claim(NOW + 31, 30, 10)
+    assert again.id == job.id
+    assert again.attempt == 2
+    assert again.lease != job.lease
+    # the worker that lost its lease cannot complete the job; the new holder can
+    assert not await store.complete(job, attempt(job), NOW + 32)
+    assert await store.complete(again, attempt(again), NOW + 32)
+    assert (await store.get_job(job.id)).state == "done"
+
+
+async def test_complete_spawns_jobs_atomically(store) -> None:
+    await accept(store)
+    [job] = await store.claim(NOW, 30, 10)
+    spawned = NewJob(new_id("job"), "deliver", {"m": 1}, NOW + 5, "inxmail", job.event_id)
+    assert await store.complete(job, attempt(job), NOW, [spawned])
+    assert await store.claim(NOW + 4, 30, 10) == []
+    [child] = await store.claim(NOW + 5, 30, 10)
+    assert (child.id, child.kind, child.payload, child.destination) == (
+        spawned.id,
+        "deliver",
+        {"m": 1},
+        "inxmail",
+    )
+
+
+async def test_retry_makes_the_job_due_later_and_keeps_its_attempts(store) -> None:
+    await accept(store)
+    [job] = await store.claim(NOW, 30, 10)
+    assert await store.retry(job, Attempt(1, NOW, 2.5, "retry", 500, "boom"), NOW + 10)
+    info = await store.get_job(job.id)
+    assert (info.state, info.due_at) == ("retry", NOW + 10)
+    assert info.attempts == [
+        {
+            "number": 1,
+            "started_at": NOW,
+            "duration_ms": 2.5,
+            "outcome": "retry",
+            "status": 500,
+            "error": "boom",
+        }
+    ]
+    assert await store.claim(NOW + 9, 30, 10) == []
+    [again] = await store.claim(NOW + 10, 30, 10)
+    assert again.attempt == 2
+
+
+async def test_bury_keeps_the_job_as_a_dead_letter(store) -> None:
+    await accept(store)
+    [job] = await store.claim(NOW, 30, 10)
+    assert await store.bury(job, attempt(job, "dead"), NOW, "gave up")
+    assert await store.dead_letters() == [job.id]
+    info = await store.get_job(job.id)
+    assert (info.state, info.reason) == ("dead", "gave up")
+    stats = await store.stats()
+    assert (stats.due, stats.in_flight, stats.dead) == (0, 0, 1)
+
+
+async def test_release_gives_the_job_back_without_counting_an_attempt(store) -> None:
+    await accept(store)
+    [job] = await store.claim(NOW, 30, 10)
+    assert await store.release(job, NOW)
+    [again] = await store.claim(NOW, 30, 10)
+    assert again.attempt == 1
+    assert (await store.get_job(job.id)).attempts == []
+
+
+async def test_claim_takes_due_jobs_in_due_order_up_to_the_limit(store) -> None:
+    for i in range(5):
+        await accept(store, f"k{i}", now=NOW + i)
+    assert await store.next_due() == NOW
+    first = await store.claim(NOW + 10, 30, 3)
+    second = await store.claim(NOW + 10, 30, 3)
+    assert len(first) == 3 and len(second) == 2
+    received = [(await store.get_event(j.event_id)).received_at for j in first + second]
+    assert received == sorted(received)
+
+
+async def test_finished_jobs_and_events_expire_after_the_retention(store, redis_prefix) -> None:
+    accepted = await accept(store)
+    [job] = await store.claim(NOW, 30, 10)
+    await store.complete(job, attempt(job), NOW)
+    ttl_job = await store.redis.ttl(store.keys.job(job.id))
+    ttl_event = await store.redis.ttl(store.keys.event(accepted.id))
+    assert 0 < ttl_job <= 60 and 0 < ttl_event <= 60
