@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -131,7 +131,6 @@ class ConnectorContext:
 
     http: aiohttp.ClientSession
     clock: Clock
-    log: Callable[..., Any] | None = None
 
 
 class DestinationConnector(ABC):

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -159,75 +160,31 @@ class Worker:
     # --- one job -----------------------------------------------------------------------
 
     async def process(self, job: Job) -> None:
+        """Run one claimed job and record its outcome: done, retry or dead."""
         bound = log.bind(job_id=job.id, kind=job.kind, attempt=job.attempt, event_id=job.event_id)
         started = self.clock.now()
         t0 = time.perf_counter()
+        spawn: list[NewJob] = []
+        status = response = None
         try:
             if job.kind == "dispatch":
                 spawn = await self._dispatch(job, bound)
-                policy = self.config.dispatch_retry
             else:
-                spawn = []
-                result_status, response = await self._deliver(job)
-                policy = self._policy(job)
+                status, response = await self._deliver(job)
         except asyncio.CancelledError:
             with contextlib.suppress(StoreError):
                 await asyncio.shield(self.store.release(job, self.clock.now()))
             bound.info("job.released")
             raise
         except _Failure as failure:
-            await self._failed(job, failure, started, t0, bound)
-            return
-        duration = (time.perf_counter() - t0) * 1000
-        if job.kind == "deliver":
-            attempt = Attempt(job.attempt, started, duration, "done", result_status, None, response)
+            duration = (time.perf_counter() - t0) * 1000
+            attempt, recorded = self._after_failure(job, failure, started, duration, bound)
         else:
-            attempt = Attempt(job.attempt, started, duration, "done")
-        await self._record(job, "complete", attempt, bound, spawn=spawn, policy=policy)
-
-    def _policy(self, job: Job) -> RetryPolicy:
-        destination = self.destinations.get(job.destination or "")
-        return destination.config.retry if destination else RetryPolicy()
-
-    async def _failed(
-        self, job: Job, failure: _Failure, started: float, t0: float, bound: Any
-    ) -> None:
-        duration = (time.perf_counter() - t0) * 1000
-        policy = self.config.dispatch_retry if job.kind == "dispatch" else self._policy(job)
-        outcome = "dead" if failure.permanent or policy.exhausted(job.attempt) else "retry"
-        attempt = Attempt(
-            job.attempt,
-            started,
-            duration,
-            outcome,
-            failure.status,
-            failure.error,
-            failure.response,
-        )
-        if outcome == "dead":
-            reason = (
-                failure.error
-                if failure.permanent
-                else (f"gave up after {job.attempt} attempts: {failure.error}")
-            )
-            bound.error("job.dead", error=failure.error, status=failure.status, reason=reason)
-            await self._record(job, "bury", attempt, bound, reason=reason)
-        else:
-            delay = policy.delay(job.attempt, retry_after=failure.retry_after, rng=self.rng)
-            bound.warning(
-                "job.retry", error=failure.error, status=failure.status, retry_in=round(delay, 3)
-            )
-            await self._record(job, "retry", attempt, bound, due=started + delay)
-
-    async def _record(self, job: Job, how: str, attempt: Attempt, bound: Any, **kw: Any) -> None:
-        store = self.store
+            duration = (time.perf_counter() - t0) * 1000
+            attempt = Attempt(job.attempt, started, duration, "done", status, None, response)
+            recorded = self.store.complete(job, attempt, self.clock.now(), spawn)
         try:
-            if how == "complete":
-                kept = await store.complete(job, attempt, self.clock.now(), kw["spawn"])
-            elif how == "retry":
-                kept = await store.retry(job, attempt, kw["due"])
-            else:
-                kept = await store.bury(job, attempt, self.clock.now(), kw["reason"])
+            kept = await recorded
         except StoreError as error:
             # The lease runs out and the job is claimed again: at least once, never lost.
             bound.error("job.unrecorded", outcome=attempt.outcome, error=str(error))
@@ -236,10 +193,41 @@ class Worker:
             bound.warning("job.lease_lost", outcome=attempt.outcome)
             return
         self.metrics.jobs.labels(kind=job.kind, outcome=attempt.outcome).inc()
-        if how == "complete":
-            bound.info(
-                "job.done", spawned=len(kw["spawn"]), duration_ms=round(attempt.duration_ms, 1)
-            )
+        if attempt.outcome == "done":
+            bound.info("job.done", spawned=len(spawn), duration_ms=round(duration, 1))
+
+    def _policy(self, job: Job) -> RetryPolicy:
+        if job.kind == "dispatch":
+            return self.config.dispatch_retry
+        destination = self.destinations.get(job.destination or "")
+        return destination.config.retry if destination else RetryPolicy()
+
+    def _after_failure(
+        self, job: Job, failure: _Failure, started: float, duration: float, bound: Any
+    ) -> tuple[Attempt, Awaitable[bool]]:
+        """The attempt record, and the store call that retries or buries the job."""
+        policy = self._policy(job)
+        dead = failure.permanent or policy.exhausted(job.attempt)
+        attempt = Attempt(
+            job.attempt,
+            started,
+            duration,
+            "dead" if dead else "retry",
+            failure.status,
+            failure.error,
+            failure.response,
+        )
+        if dead:
+            reason = failure.error
+            if not failure.permanent:
+                reason = f"gave up after {job.attempt} attempts: {failure.error}"
+            bound.error("job.dead", error=failure.error, status=failure.status, reason=reason)
+            return attempt, self.store.bury(job, attempt, self.clock.now(), reason)
+        delay = policy.delay(job.attempt, retry_after=failure.retry_after, rng=self.rng)
+        bound.warning(
+            "job.retry", error=failure.error, status=failure.status, retry_in=round(delay, 3)
+        )
+        return attempt, self.store.retry(job, attempt, started + delay)
 
     # --- dispatch ----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import json
 import os
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -197,7 +197,6 @@ class Harness:
     clock: ManualClock
     sink: Sink
     prefix: str
-    jobs_seen: list[str] = field(default_factory=list)
 
     async def post_calendly(
         self, body: bytes, *, t: float | None = None, key: str = SIGNING_KEY

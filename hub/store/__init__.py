@@ -10,7 +10,7 @@ worker that lost its lease cannot overwrite the work of the one that took over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 __all__ = [
@@ -98,7 +98,6 @@ class JobInfo:
     event_id: str | None
     due_at: float | None
     reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
