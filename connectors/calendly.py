@@ -55,7 +55,7 @@ def _parse_header(value: str) -> tuple[int, list[str]]:
     timestamp, signatures = None, []
     for part in value.split(","):
         name, _, item = part.strip().partition("=")
-        if name == "t" and item.isdigit():
+        if name == "t" and item.isascii() and item.isdigit():
             timestamp = int(item)
         elif name == "v1" and item:
             signatures.append(item)

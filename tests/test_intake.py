@@ -36,6 +36,7 @@ def _tampered(body: bytes) -> bytes:
         ("tampered body", "does not match"),
         ("missing header", "missing"),
         ("garbled header", "must look like"),
+        ("non-ascii timestamp", "must look like"),
         ("stale timestamp", "from now"),
         ("future timestamp", "from now"),
     ],
@@ -54,6 +55,8 @@ async def test_bad_signatures_are_refused_and_nothing_is_stored(start_hub, case,
         headers = {"Content-Type": "application/json"}
     elif case == "garbled header":
         headers = {"Calendly-Webhook-Signature": "v1=abc"}
+    elif case == "non-ascii timestamp":
+        headers = {"Calendly-Webhook-Signature": "t=\u00b2,v1=abc".encode().decode("latin-1")}
     elif case == "stale timestamp":
         t = now - 181
     elif case == "future timestamp":

@@ -110,6 +110,29 @@ def test_register_sources_and_destinations_add_connectors() -> None:
     assert destination_connectors(pm)["list"] is ListDestination
 
 
+def test_plugins_load_from_the_hub_entry_point_group(tmp_path, monkeypatch) -> None:
+    package = tmp_path / "hub_acme_connector.py"
+    package.write_text(
+        "from hub import hookimpl\n"
+        "from tests.test_plugins import ListDestination\n"
+        "class Acme(ListDestination):\n"
+        "    name = 'acme'\n"
+        "@hookimpl\n"
+        "def register_destinations():\n"
+        "    return [Acme]\n"
+    )
+    dist = tmp_path / "hub_acme_connector-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: hub-acme-connector\nVersion: 1.0\n"
+    )
+    (dist / "entry_points.txt").write_text("[hub]\nacme = hub_acme_connector\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    assert "acme" in destination_connectors(get_plugin_manager())
+    assert "acme" not in destination_connectors(get_plugin_manager(load_entrypoints=False))
+
+
 def test_two_plugins_may_not_claim_one_connector_name() -> None:
     class Impostor:
         @hookimpl
