@@ -310,6 +310,15 @@ def parse_config(
     destinations = _connector_configs(
         "destinations", file.destinations, destination_classes, root, where, problems
     )
+    lease = file.worker.lease
+    for name, destination in destinations.items():
+        if destination.timeout >= lease:  # type: ignore[attr-defined]
+            line = _line_of(root, ("destinations", name, "timeout"))
+            problems.append(
+                f"{where}:{line}: destinations.{name}.timeout: must be shorter than "
+                f"worker.lease ({lease.total_seconds():g} s), or a slow attempt loses its "
+                "lease and runs twice"
+            )
     actions = _route_actions(file, destinations, destination_classes, root, where, problems)
     if problems:
         raise ConfigError("\n".join(problems))

@@ -129,6 +129,10 @@ def test_missing_variable_names_it_and_its_line() -> None:
             "hub.yaml:1: store.lease: unknown option",
         ),
         (
+            ("    api_secret: ${INXMAIL_API_SECRET}\n", "    api_secret: x\n    timeout: 90s\n"),
+            "hub.yaml:12: destinations.inxmail.timeout: must be shorter than worker.lease (60 s)",
+        ),
+        (
             ("    signing_key: ${CALENDLY_SIGNING_KEY}\n", ""),
             "hub.yaml:4: sources.calendly.signing_key: required option is missing",
         ),

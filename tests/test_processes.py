@@ -71,7 +71,13 @@ async def test_a_worker_killed_mid_delivery_is_recovered_by_the_next(
 ) -> None:
     hub = await start_hub()
     await hub.accept("calendly/invitee_created.json")
-    config = write_config(tmp_path, hub.prefix, hub.sink.url, worker__lease="1s")
+    config = write_config(
+        tmp_path,
+        hub.prefix,
+        hub.sink.url,
+        worker__lease="2s",
+        destinations__inxmail__timeout="1500ms",
+    )
 
     hub.sink.hang = 2  # both deliveries are in flight when the worker dies
     first = await processes("worker-1").start("worker", "--config", config)
@@ -82,7 +88,7 @@ async def test_a_worker_killed_mid_delivery_is_recovered_by_the_next(
     assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
 
     second = await processes("worker-2").start("worker", "--config", config)
-    requests = await hub.sink.wait_for(4)  # after the 1 s lease, delivered again
+    requests = await hub.sink.wait_for(4)  # after the 2 s lease, delivered again
     assert {r.json()["transactionId"] for r in requests[2:]} == job_ids
     assert await second.stop(signal.SIGTERM) == 0
 
