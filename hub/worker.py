@@ -207,7 +207,7 @@ class Worker:
     ) -> tuple[Attempt, Awaitable[bool]]:
         """The attempt record, and the store call that retries or buries the job."""
         policy = self._policy(job)
-        dead = failure.permanent or policy.exhausted(job.attempt)
+        dead = failure.permanent or policy.exhausted(job.attempt, age=started - job.created_at)
         attempt = Attempt(
             job.attempt,
             started,
@@ -220,7 +220,7 @@ class Worker:
         if dead:
             reason = failure.error
             if not failure.permanent:
-                reason = f"gave up after {job.attempt} attempts: {failure.error}"
+                reason = f"gave up after attempt {job.attempt}: {failure.error}"
             bound.error("job.dead", error=failure.error, status=failure.status, reason=reason)
             return attempt, self.store.bury(job, attempt, self.clock.now(), reason)
         delay = policy.delay(job.attempt, retry_after=failure.retry_after, rng=self.rng)

@@ -171,7 +171,7 @@ async def test_delivery_that_always_fails_becomes_a_dead_letter(start_hub) -> No
     [dead] = await hub.store.dead_letters()
     job = await hub.store.get_job(dead)
     assert job.state == "dead"
-    assert job.reason.startswith("gave up after 3 attempts")
+    assert job.reason.startswith("gave up after attempt 3")
     assert [a["outcome"] for a in job.attempts] == ["retry", "retry", "dead"]
     stats = await hub.store.stats()
     assert (stats.due, stats.in_flight, stats.dead) == (0, 0, 1)
