@@ -85,6 +85,11 @@ class Calendly(SourceConnector):
         if not any(hmac.compare_digest(expected, s) for s in signatures):
             raise SignatureError("signature does not match the body")
 
+    def order_key(self, payload: dict[str, Any]) -> str | None:
+        invitee = payload.get("payload")
+        uri = invitee.get("uri") if isinstance(invitee, dict) else None
+        return uri if isinstance(uri, str) else None
+
     def normalize(self, payload: dict[str, Any], context: NormalizeContext) -> list[BookingEvent]:
         name = payload["event"]
         invitee = payload["payload"]

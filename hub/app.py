@@ -30,10 +30,10 @@ from hub.metrics import Metrics
 from hub.plugins import get_plugin_manager
 from hub.routing import Router
 from hub.runtime import build_destinations, build_sources
-from hub.store import open_store
+from hub.store import Store, open_store
 from hub.worker import Worker
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "make_worker", "store_from_config"]
 
 
 def create_app(
@@ -65,13 +65,7 @@ def create_app(
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
-    settings = app[CONFIG].store
-    app[STORE] = open_store(
-        settings.url,
-        prefix=settings.prefix,
-        dedup_window=settings.dedup_window.total_seconds(),
-        retention=settings.retention.total_seconds(),
-    )
+    app[STORE] = store_from_config(app[CONFIG])
     yield
     await app[STORE].close()
 
@@ -86,6 +80,21 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
     app[DESTINATIONS] = build_destinations(app[CONFIG], app[PLUGINS], context)
     yield
     await session.close()
+
+
+def store_from_config(config: Config) -> Store:
+    settings = config.store
+    return open_store(
+        settings.url,
+        prefix=settings.prefix,
+        dedup_window=settings.dedup_window.total_seconds(),
+        retention=settings.retention.total_seconds(),
+        endpoints={
+            name: destination.endpoint_policy()  # type: ignore[attr-defined]
+            for name, destination in config.destinations.items()
+        },
+        encryption_keys=[key.get_secret_value() for key in settings.encryption_keys],
+    )
 
 
 def make_worker(app: web.Application) -> Worker:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from hub.errors import ConfigError
 from hub.model import EventType
@@ -54,6 +54,33 @@ class StoreConfig(_Section):
     retention: Duration = Field(
         timedelta(days=7), description="How long finished events and jobs stay readable"
     )
+    encryption_keys: list[SecretStr] = Field(
+        [],
+        description="Fernet keys: event bodies and job payloads are encrypted at rest with "
+        "the first; all of them decrypt (rotation)",
+    )
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _one_or_many_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        from cryptography.fernet import Fernet
+
+        for i, key in enumerate(keys):
+            try:
+                Fernet(key.get_secret_value().encode())
+            except ValueError:
+                raise ValueError(
+                    f"key {i} is not a Fernet key (32 url-safe base64-encoded bytes; "
+                    "make one with: hub keygen)"
+                ) from None
+        return keys
 
     @field_validator("url")
     @classmethod

@@ -33,10 +33,12 @@ from hub.clock import Clock
 from hub.model import BookingEvent
 from hub.retry import RetryPolicy
 from hub.schemas import compile_schema
+from hub.store import EndpointPolicy
 from hub.units import Duration
 
 __all__ = [
     "ActionConfig",
+    "CircuitConfig",
     "Delivery",
     "DeliveryResult",
     "DestinationConfig",
@@ -54,6 +56,19 @@ class SourceConfig(BaseModel):
     connector: str
 
 
+class CircuitConfig(BaseModel):
+    """The circuit breaker of a destination: it opens when ``failure_ratio`` of at least
+    ``min_requests`` attempts within ``window`` failed, and lets one probe through after
+    ``open_for``. While it is open, jobs wait without using up attempts."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    window: Duration = timedelta(seconds=60)
+    failure_ratio: float = Field(0.5, gt=0.0, le=1.0)
+    min_requests: int = Field(10, ge=1)
+    open_for: Duration = timedelta(seconds=30)
+
+
 class DestinationConfig(BaseModel):
     """Options every destination has; a connector's model adds its own."""
 
@@ -61,6 +76,20 @@ class DestinationConfig(BaseModel):
     connector: str
     timeout: Duration = Field(timedelta(seconds=15), description="Time limit of one attempt")
     retry: RetryPolicy = RetryPolicy()
+    concurrency: int | None = Field(
+        None, ge=1, description="Most attempts in flight at once, across all workers"
+    )
+    circuit: CircuitConfig = CircuitConfig()
+
+    def endpoint_policy(self) -> EndpointPolicy:
+        return EndpointPolicy(
+            concurrency=self.concurrency or 0,
+            circuit=self.circuit.enabled,
+            window=self.circuit.window.total_seconds(),
+            failure_ratio=self.circuit.failure_ratio,
+            min_requests=self.circuit.min_requests,
+            open_for=self.circuit.open_for.total_seconds(),
+        )
 
 
 class ActionConfig(BaseModel):
@@ -100,6 +129,11 @@ class SourceConnector(ABC):
     def dedup_key(self, headers: Mapping[str, str], body: bytes) -> str:
         """Two requests with the same key are one webhook. Default: a hash of the body."""
         return hashlib.sha256(body).hexdigest()
+
+    def order_key(self, payload: dict[str, Any]) -> str | None:
+        """Webhooks with the same key are turned into events one at a time, in the order
+        they were accepted: return the provider's booking reference. Default: no order."""
+        return None
 
     @abstractmethod
     def normalize(self, payload: dict[str, Any], context: NormalizeContext) -> list[BookingEvent]:

@@ -58,6 +58,7 @@ async def receive(request: web.Request) -> web.Response:
             now,
             event_id,
             new_id("job", now),
+            source.order_key(payload),
         )
     except IntakeError as error:
         metrics.webhooks.labels(source=name, outcome=error.code).inc()

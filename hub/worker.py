@@ -37,7 +37,7 @@ from hub.model import BookingEvent
 from hub.outbound import RESPONSE_EXCERPT
 from hub.retry import RetryPolicy
 from hub.routing import Router
-from hub.store import Attempt, Job, NewJob, Store
+from hub.store import Attempt, Health, Job, NewJob, Store
 
 __all__ = ["Worker"]
 
@@ -55,6 +55,8 @@ class _Failure(Exception):
         status: int | None = None,
         response: str | None = None,
         retry_after: float | None = None,
+        health: Health | None = None,
+        disable: str | None = None,
     ) -> None:
         super().__init__(error)
         self.error = error
@@ -62,6 +64,8 @@ class _Failure(Exception):
         self.status = status
         self.response = response
         self.retry_after = retry_after
+        self.health = health  # what it says of the destination's health
+        self.disable = disable  # why the destination must stop receiving, if it must
 
 
 class Worker:
@@ -182,13 +186,16 @@ class Worker:
         else:
             duration = (time.perf_counter() - t0) * 1000
             attempt = Attempt(job.attempt, started, duration, "done", status, None, response)
-            recorded = self.store.complete(job, attempt, self.clock.now(), spawn)
+            health = "ok" if job.kind == "deliver" else None
+            recorded = self.store.complete(job, attempt, self.clock.now(), spawn, health)
         try:
             kept = await recorded
         except StoreError as error:
             # The lease runs out and the job is claimed again: at least once, never lost.
             bound.error("job.unrecorded", outcome=attempt.outcome, error=str(error))
             return
+        if kept.circuit:
+            log.warning("destination.circuit", destination=job.destination, state=kept.circuit)
         if not kept:
             bound.warning("job.lease_lost", outcome=attempt.outcome)
             return
@@ -222,12 +229,14 @@ class Worker:
             if not failure.permanent:
                 reason = f"gave up after attempt {job.attempt}: {failure.error}"
             bound.error("job.dead", error=failure.error, status=failure.status, reason=reason)
-            return attempt, self.store.bury(job, attempt, self.clock.now(), reason)
+            return attempt, self.store.bury(
+                job, attempt, self.clock.now(), reason, failure.health, failure.disable
+            )
         delay = policy.delay(job.attempt, retry_after=failure.retry_after, rng=self.rng)
         bound.warning(
             "job.retry", error=failure.error, status=failure.status, retry_in=round(delay, 3)
         )
-        return attempt, self.store.retry(job, attempt, started + delay)
+        return attempt, self.store.retry(job, attempt, started + delay, failure.health)
 
     # --- dispatch ----------------------------------------------------------------------
 
@@ -253,11 +262,24 @@ class Worker:
             bound.exception("dispatch.error")
             raise _Failure(f"{type(error).__name__}: {error}", permanent=False) from error
         now = self.clock.now()
+        skip: set[str] = set()
+        if job.payload.get("replay") and not job.payload.get("resend"):
+            skip = await self.store.sent_signatures(event_id)
         spawn = []
         for event in events:
             for route, action in self.router.match(event):
                 destination = self.destinations[action.to]
                 for message in destination.plan(event, action):
+                    signature = "|".join(
+                        (
+                            event.id,
+                            route.name,
+                            action.to,
+                            orjson.dumps(message, option=orjson.OPT_SORT_KEYS).decode(),
+                        )
+                    )
+                    if signature in skip:
+                        continue
                     spawn.append(
                         NewJob(
                             id=new_id("job", now),
@@ -270,6 +292,9 @@ class Worker:
                             due=now,
                             destination=action.to,
                             event_id=event_id,
+                            # one booking's messages reach a destination in accepted order
+                            order_key=f"{action.to}|{event.booking.id}",
+                            signature=signature,
                         )
                     )
         bound.info(
@@ -301,8 +326,13 @@ class Worker:
             async with asyncio.timeout(timeout):
                 result = await destination.deliver(delivery)
         except PermanentDelivery as error:
+            gone = error.status == 410
             raise _Failure(
-                error.detail, permanent=True, status=error.status, response=error.response
+                error.detail,
+                permanent=True,
+                status=error.status,
+                response=error.response,
+                disable=f"the destination answered 410 Gone: {error.detail}" if gone else None,
             ) from error
         except RetryableDelivery as error:
             raise _Failure(
@@ -311,12 +341,17 @@ class Worker:
                 status=error.status,
                 response=error.response,
                 retry_after=error.retry_after,
+                health="fail",
             ) from error
         except TimeoutError as error:
-            raise _Failure(f"no answer within {timeout:g} s", permanent=False) from error
+            raise _Failure(
+                f"no answer within {timeout:g} s", permanent=False, health="fail"
+            ) from error
         except Exception as error:
             log.exception("deliver.error", job_id=job.id, destination=job.destination)
-            raise _Failure(f"{type(error).__name__}: {error}", permanent=False) from error
+            raise _Failure(
+                f"{type(error).__name__}: {error}", permanent=False, health="fail"
+            ) from error
         self.metrics.deliveries.labels(destination=destination.destination).inc()
         response = result.response[:RESPONSE_EXCERPT] if result.response else None
         return result.status, response

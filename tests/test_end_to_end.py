@@ -168,8 +168,7 @@ async def test_delivery_that_always_fails_becomes_a_dead_letter(start_hub) -> No
         hub.clock.advance(3600)
         await hub.worker.drain()
     assert len(hub.sink.requests) == 3  # attempts: 3 in the test configuration
-    [dead] = await hub.store.dead_letters()
-    job = await hub.store.get_job(dead)
+    [job] = await hub.store.dead_letters()
     assert job.state == "dead"
     assert job.reason.startswith("gave up after attempt 3")
     assert [a["outcome"] for a in job.attempts] == ["retry", "retry", "dead"]
@@ -182,8 +181,7 @@ async def test_a_client_error_is_a_dead_letter_at_once(start_hub) -> None:
     hub.sink.default = 404
     await hub.accept(CREATED)
     await hub.worker.drain()
-    [dead] = await hub.store.dead_letters()
-    job = await hub.store.get_job(dead)
+    [job] = await hub.store.dead_letters()
     assert len(hub.sink.requests) == 1
     assert [(a["outcome"], a["status"]) for a in job.attempts] == [("dead", 404)]
 
@@ -212,5 +210,5 @@ async def test_expired_inxmail_secret_stops_sending_with_a_clear_reason(start_hu
     assert hub.sink.requests == []
     dead = await hub.store.dead_letters()
     assert len(dead) == 2
-    job = await hub.store.get_job(dead[0])
+    job = dead[0]
     assert "expired on 2026-11-01" in job.reason

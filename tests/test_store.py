@@ -104,7 +104,7 @@ async def test_bury_keeps_the_job_as_a_dead_letter(store) -> None:
     await accept(store)
     [job] = await store.claim(NOW, 30, 10)
     assert await store.bury(job, attempt(job, "dead"), NOW, "gave up")
-    assert await store.dead_letters() == [job.id]
+    assert [j.id for j in await store.dead_letters()] == [job.id]
     info = await store.get_job(job.id)
     assert (info.state, info.reason) == ("dead", "gave up")
     stats = await store.stats()

@@ -6,26 +6,41 @@ is retried at a later time, or becomes a dead letter. A lease that expires makes
 due again: that is how the work of a crashed worker is recovered. Each claim carries a
 fresh lease token, and only the holder of the current token can complete the job, so a
 worker that lost its lease cannot overwrite the work of the one that took over.
+
+A job may have an **ordering key**. Jobs of one key run one at a time, in the order they
+were enqueued: while the oldest waits for a retry, the others wait behind it (their
+state is ``blocked``). When it is done or dead, the next one becomes due.
+
+Jobs of a **destination** pass two gates when claimed: its concurrency limit (jobs of it
+in flight across all workers) and its circuit breaker. While the breaker is open, or the
+destination is disabled, its jobs are put back to wait without using up an attempt.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 __all__ = [
     "Accepted",
     "Attempt",
+    "DestinationState",
+    "EndpointPolicy",
     "InboundEvent",
     "Job",
     "JobInfo",
     "NewJob",
     "QueueStats",
+    "Recorded",
+    "Redispatch",
     "Store",
     "open_store",
 ]
 
 JobKind = Literal["dispatch", "deliver"]
+JobState = Literal["due", "blocked", "running", "retry", "done", "dead"]
+Health = Literal["ok", "fail"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +59,8 @@ class InboundEvent:
 
 @dataclass(frozen=True)
 class NewJob:
-    """A job to enqueue: due at ``due`` (epoch seconds)."""
+    """A job to enqueue: due at ``due`` (epoch seconds). ``signature`` names what it sends,
+    so a replay of its event can tell what was sent before."""
 
     id: str
     kind: JobKind
@@ -52,6 +68,8 @@ class NewJob:
     due: float
     destination: str | None = None
     event_id: str | None = None
+    order_key: str | None = None
+    signature: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,13 +109,19 @@ class JobInfo:
 
     id: str
     kind: JobKind
-    state: Literal["due", "running", "retry", "done", "dead"]
+    state: JobState
     payload: dict[str, Any]
     attempts: list[dict[str, Any]]
     destination: str | None
     event_id: str | None
     due_at: float | None
+    created_at: float
+    finished_at: float | None = None
     reason: str | None = None
+    order_key: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -107,11 +131,59 @@ class QueueStats:
     dead: int
 
 
+@dataclass(frozen=True)
+class EndpointPolicy:
+    """How much a destination is sent at once, and when its circuit breaker opens: after
+    ``failure_ratio`` of at least ``min_requests`` attempts within ``window`` seconds
+    failed; it stays open ``open_for`` seconds, then lets one probe through."""
+
+    concurrency: int = 0  # 0: no limit
+    circuit: bool = True
+    window: float = 60.0
+    failure_ratio: float = 0.5
+    min_requests: int = 10
+    open_for: float = 30.0
+
+
+@dataclass(frozen=True)
+class DestinationState:
+    name: str
+    state: Literal["closed", "open", "half_open", "disabled"]
+    in_flight: int
+    open_until: float | None
+    window_ok: int
+    window_failed: int
+    reason: str | None
+    changed_at: float | None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording an outcome did: ``kept`` is False when the lease was lost (another
+    worker holds the job now); ``circuit`` is the destination's new circuit state, if the
+    outcome changed it. True when kept."""
+
+    kept: bool
+    circuit: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.kept
+
+
+@dataclass(frozen=True)
+class Redispatch:
+    job_id: str | None  # None: the event is no longer stored
+    created: bool  # False: a replay of this event was pending already
+
+
 class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
 
     async def close(self) -> None: ...
+
+    async def settings(self) -> dict[str, str]:
+        """The server settings that bear on durability (Redis: maxmemory-policy, appendonly)."""
 
     # intake
     async def accept(
@@ -122,6 +194,7 @@ class Store(Protocol):
         received_at: float,
         event_id: str,
         dispatch_job_id: str,
+        order_key: str | None = None,
     ) -> Accepted:
         """Store an inbound webhook and its dispatch job in one atomic step, unless a webhook
         with the same ``(source, dedup_key)`` was accepted within the dedup window: then
@@ -132,36 +205,88 @@ class Store(Protocol):
     # the queue
     async def claim(self, now: float, lease: float, limit: int) -> list[Job]:
         """Make expired leases due again, then claim up to ``limit`` due jobs for
-        ``lease`` seconds."""
+        ``lease`` seconds, passing each destination's gates."""
 
     async def complete(
-        self, job: Job, attempt: Attempt, now: float, spawn: list[NewJob] | None = None
-    ) -> bool:
-        """Mark ``job`` done and enqueue ``spawn`` atomically. False if the lease was lost."""
+        self,
+        job: Job,
+        attempt: Attempt,
+        now: float,
+        spawn: list[NewJob] | None = None,
+        health: Health | None = None,
+    ) -> Recorded:
+        """Mark ``job`` done and enqueue ``spawn`` atomically. False if the lease was lost.
+        ``health`` feeds the destination's circuit breaker."""
 
-    async def retry(self, job: Job, attempt: Attempt, due: float) -> bool:
+    async def retry(
+        self, job: Job, attempt: Attempt, due: float, health: Health | None = None
+    ) -> Recorded:
         """Record the attempt and make ``job`` due again at ``due``."""
 
-    async def bury(self, job: Job, attempt: Attempt, now: float, reason: str) -> bool:
-        """Record the attempt and move ``job`` to the dead letters."""
+    async def bury(
+        self,
+        job: Job,
+        attempt: Attempt,
+        now: float,
+        reason: str,
+        health: Health | None = None,
+        disable: str | None = None,
+    ) -> Recorded:
+        """Record the attempt and move ``job`` to the dead letters; with ``disable``, also
+        disable its destination for that reason."""
 
-    async def release(self, job: Job, now: float) -> bool:
+    async def release(self, job: Job, now: float) -> Recorded:
         """Give a claimed job back without counting the claim as an attempt."""
 
     async def next_due(self) -> float | None:
         """When the earliest due job is due, or None if none is."""
 
+    # dead letters and replay
+    async def replay(self, job_id: str, now: float) -> bool:
+        """Make a dead job due again with a fresh attempt budget. False unless it was dead."""
+
+    async def redispatch(self, event_id: str, job_id: str, now: float, resend: bool) -> Redispatch:
+        """Route a stored event again. Without ``resend``, messages sent for it before are
+        not sent again. Idempotent: while one replay of the event is pending, another
+        returns it."""
+
+    async def sent_signatures(self, event_id: str) -> set[str]:
+        """Signatures of every message enqueued for an event so far."""
+
+    async def enable_destination(self, name: str, now: float) -> None:
+        """Close a destination's breaker and lift a disable."""
+
     # read side
     async def get_job(self, job_id: str) -> JobInfo | None: ...
 
-    async def dead_letters(self, limit: int = 100) -> list[str]: ...
+    async def dead_letters(
+        self, limit: int = 100, destination: str | None = None, since: float | None = None
+    ) -> list[JobInfo]: ...
+
+    async def destination_states(self, names: list[str]) -> list[DestinationState]: ...
 
     async def stats(self) -> QueueStats: ...
 
 
-def open_store(url: str, *, prefix: str, dedup_window: float, retention: float) -> Store:
+def open_store(
+    url: str,
+    *,
+    prefix: str,
+    dedup_window: float,
+    retention: float,
+    endpoints: Mapping[str, EndpointPolicy] | None = None,
+    encryption_keys: list[str] | None = None,
+) -> Store:
     """The store for a URL. Only Redis is implemented; its URL schemes are redis://,
     rediss:// and unix://."""
+    from hub.crypto import Cipher
     from hub.store.redis import RedisStore
 
-    return RedisStore.from_url(url, prefix=prefix, dedup_window=dedup_window, retention=retention)
+    return RedisStore.from_url(
+        url,
+        prefix=prefix,
+        dedup_window=dedup_window,
+        retention=retention,
+        endpoints=endpoints,
+        cipher=Cipher(encryption_keys) if encryption_keys else None,
+    )

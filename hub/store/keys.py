@@ -1,15 +1,21 @@
 """Every Redis key the hub writes, in one place.
 
     {p}:events                  sorted set  inbound event ids by received time (ms)
-    {p}:event:{id}              hash        source, body, received_at, dispatch_job
+    {p}:event:{id}              hash        source, body, received_at, order_key
+    {p}:event:{id}:sent         set         signatures of the messages enqueued for it
     {p}:dedup:{source}:{key}    string      inbound event id; expires after the dedup window
+    {p}:replay:{event id}       string      the pending replay dispatch of an event
+    {p}:seq                     string      counter ordering the jobs of an ordering key
     {p}:q:due                   sorted set  job ids by due time (ms)
     {p}:q:inflight              sorted set  claimed job ids by lease expiry (ms)
     {p}:q:dead                  sorted set  dead-letter job ids by time of death (ms)
+    {p}:order:{key}             sorted set  unfinished job ids of an ordering key, by seq
     {p}:job:{id}                hash        kind, payload, state, attempts, lease, …
     {p}:job:{id}:attempts       list        one JSON record per attempt
+    {p}:dest:{name}             hash        circuit state, window counters, jobs in flight
 
-The Lua scripts build ``job:{id}`` keys from the prefix they are given, as ``Keys.job`` does.
+The Lua scripts of ``hub/store/redis.py`` build the same names from the prefix they are
+given (a single Redis, not a Cluster, is assumed).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ class Keys:
     def event(self, event_id: str) -> str:
         return f"{self.prefix}event:{event_id}"
 
+    def sent(self, event_id: str) -> str:
+        return f"{self.prefix}event:{event_id}:sent"
+
     def dedup(self, source: str, key: str) -> str:
         return f"{self.prefix}dedup:{source}:{key}"
 
@@ -37,3 +46,6 @@ class Keys:
 
     def attempts(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:attempts"
+
+    def destination(self, name: str) -> str:
+        return f"{self.prefix}dest:{name}"

@@ -1,8 +1,13 @@
-"""The Redis store. Every state change is one Lua script: atomic, one round trip."""
+"""The Redis store: the ``Store`` protocol on one Redis shared by every gateway and worker.
+
+Every state change is one Lua script from ``hub/store/lua.py``: atomic, one round trip.
+With a cipher, event bodies and job payloads are encrypted before they leave the process.
+"""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -11,98 +16,28 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from hub.crypto import Cipher
 from hub.errors import StoreError, StoreUnavailable
-from hub.store import Accepted, Attempt, InboundEvent, Job, JobInfo, NewJob, QueueStats
+from hub.store import (
+    Accepted,
+    Attempt,
+    DestinationState,
+    EndpointPolicy,
+    Health,
+    InboundEvent,
+    Job,
+    JobInfo,
+    NewJob,
+    QueueStats,
+    Recorded,
+    Redispatch,
+)
 from hub.store.keys import Keys
+from hub.store.lua import ACCEPT, CLAIM, FINISH, REDISPATCH, REPLAY
 
 __all__ = ["RedisStore"]
 
-# KEYS: dedup, event, events index, dispatch job, due index
-# ARGV: event id, source, body, received ms, dedup ttl s, job id, job payload
-_ACCEPT = """
-local existing = redis.call('GET', KEYS[1])
-if existing then return {existing, 1} end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[5])
-redis.call('HSET', KEYS[2], 'source', ARGV[2], 'body', ARGV[3], 'received_at', ARGV[4],
-           'dispatch_job', ARGV[6])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-redis.call('HSET', KEYS[4], 'kind', 'dispatch', 'payload', ARGV[7], 'state', 'due',
-           'attempts', 0, 'created_at', ARGV[4], 'due_at', ARGV[4], 'event_id', ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[4], ARGV[6])
-return {ARGV[1], 0}
-"""
-
-# KEYS: due, inflight.  ARGV: prefix, now ms, lease ms, limit, lease token
-# Returns a flat list: id, kind, payload, attempts, destination, event_id, created_at, …
-_CLAIM = """
-local p, now, lease, limit, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
-                                    tonumber(ARGV[4]), ARGV[5]
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('ZADD', KEYS[1], now, id)
-  redis.call('HSET', p .. 'job:' .. id, 'state', 'due', 'lease', '', 'due_at', now)
-end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
-local out = {}
-for _, id in ipairs(ids) do
-  local jk = p .. 'job:' .. id
-  redis.call('ZREM', KEYS[1], id)
-  local f = redis.call('HMGET', jk, 'kind', 'payload', 'destination', 'event_id', 'created_at')
-  if f[1] then
-    redis.call('ZADD', KEYS[2], now + lease, id)
-    local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-    redis.call('HSET', jk, 'state', 'running', 'lease', token, 'claimed_at', now)
-    for _, v in ipairs({id, f[1], f[2], attempts, f[3] or '', f[4] or '', f[5] or '0'}) do
-      out[#out + 1] = v
-    end
-  end
-end
-return out
-"""
-
-# KEYS: due, inflight, dead, events index.
-# ARGV: prefix, job id, lease token, outcome (done|retry|dead|release), now ms,
-#       attempt json ('' for release), due ms (retry) | reason (dead) | retention s (done),
-#       then for each spawned job: id, kind, payload, due ms, destination, event id
-_FINISH = """
-local p, id, token, outcome, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local jk = p .. 'job:' .. id
-if redis.call('HGET', jk, 'lease') ~= token then return 0 end
-redis.call('ZREM', KEYS[2], id)
-if ARGV[6] ~= '' then redis.call('RPUSH', jk .. ':attempts', ARGV[6]) end
-if outcome == 'done' then
-  local ttl = tonumber(ARGV[7])
-  redis.call('HSET', jk, 'state', 'done', 'lease', '', 'finished_at', now)
-  redis.call('EXPIRE', jk, ttl)
-  redis.call('EXPIRE', jk .. ':attempts', ttl)
-  if redis.call('HGET', jk, 'kind') == 'dispatch' then
-    local event_id = redis.call('HGET', jk, 'event_id')
-    redis.call('EXPIRE', p .. 'event:' .. event_id, ttl)
-    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(now) - ttl * 1000)
-  end
-elseif outcome == 'retry' then
-  redis.call('HSET', jk, 'state', 'retry', 'lease', '', 'due_at', ARGV[7])
-  redis.call('ZADD', KEYS[1], ARGV[7], id)
-elseif outcome == 'dead' then
-  redis.call('HSET', jk, 'state', 'dead', 'lease', '', 'finished_at', now, 'reason', ARGV[7])
-  redis.call('ZADD', KEYS[3], now, id)
-else
-  redis.call('HINCRBY', jk, 'attempts', -1)
-  redis.call('HSET', jk, 'state', 'due', 'lease', '', 'due_at', now)
-  redis.call('ZADD', KEYS[1], now, id)
-end
-local i = 8
-while ARGV[i] do
-  local sk = p .. 'job:' .. ARGV[i]
-  redis.call('HSET', sk, 'kind', ARGV[i + 1], 'payload', ARGV[i + 2], 'state', 'due',
-             'attempts', 0, 'created_at', now, 'due_at', ARGV[i + 3],
-             'destination', ARGV[i + 4], 'event_id', ARGV[i + 5])
-  redis.call('ZADD', KEYS[1], ARGV[i + 3], ARGV[i])
-  i = i + 6
-end
-return 1
-"""
+_NO_POLICY = EndpointPolicy(circuit=False)
 
 
 def _ms(seconds: float) -> int:
@@ -115,9 +50,11 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisStore:
-    """The Store protocol on Redis; any number of gateways and workers may share one."""
+def _seconds(value: bytes | None) -> float | None:
+    return int(value) / 1000 if value else None
 
+
+class RedisStore:
     def __init__(
         self,
         client: aioredis.Redis,
@@ -125,14 +62,23 @@ class RedisStore:
         prefix: str = "hub",
         dedup_window: float = 3 * 86400,
         retention: float = 7 * 86400,
+        endpoints: Mapping[str, EndpointPolicy] | None = None,
+        cipher: Cipher | None = None,
     ) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.dedup_window = int(dedup_window)
         self.retention = int(retention)
-        self._accept = client.register_script(_ACCEPT)
-        self._claim = client.register_script(_CLAIM)
-        self._finish = client.register_script(_FINISH)
+        self.endpoints = dict(endpoints or {})
+        self.cipher = cipher
+        self._limits = [
+            v for name, e in self.endpoints.items() if e.concurrency for v in (name, e.concurrency)
+        ]
+        self._accept = client.register_script(ACCEPT)
+        self._claim = client.register_script(CLAIM)
+        self._finish = client.register_script(FINISH)
+        self._replay = client.register_script(REPLAY)
+        self._redispatch = client.register_script(REDISPATCH)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -141,19 +87,39 @@ class RedisStore:
         )
         return cls(client, **options)
 
-    async def _call(self, coro: Any) -> Any:
+    async def _call(self, awaitable: Any) -> Any:
         try:
-            return await coro
+            return await awaitable
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
             raise StoreUnavailable(f"Redis is unreachable: {error}") from error
         except RedisError as error:
             raise StoreError(f"Redis refused the operation: {error}") from error
+
+    def _seal(self, data: bytes) -> bytes:
+        return self.cipher.seal(data) if self.cipher else data
+
+    def _open(self, data: bytes) -> bytes:
+        return self.cipher.open(data) if self.cipher else data
+
+    def _payload(self, payload: dict[str, Any]) -> bytes:
+        return self._seal(orjson.dumps(payload))
 
     async def ping(self) -> None:
         await self._call(self.redis.ping())
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+    async def settings(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for name in ("maxmemory-policy", "appendonly", "appendfsync"):
+            found.update(
+                {
+                    _text(k): _text(v)
+                    for k, v in (await self._call(self.redis.config_get(name))).items()
+                }
+            )
+        return found
 
     # --- intake ------------------------------------------------------------------------
 
@@ -165,27 +131,22 @@ class RedisStore:
         received_at: float,
         event_id: str,
         dispatch_job_id: str,
+        order_key: str | None = None,
     ) -> Accepted:
-        k = self.keys
-        payload = orjson.dumps({"event_id": event_id})
         result = await self._call(
             self._accept(
-                keys=[
-                    k.dedup(source, dedup_key),
-                    k.event(event_id),
-                    k.events,
-                    k.job(dispatch_job_id),
-                    k.due,
-                ],
                 args=[
+                    self.keys.prefix,
+                    _ms(received_at),
                     event_id,
                     source,
-                    body,
-                    _ms(received_at),
+                    self._seal(body),
+                    dedup_key,
                     self.dedup_window,
                     dispatch_job_id,
-                    payload,
-                ],
+                    self._payload({"event_id": event_id}),
+                    order_key or "",
+                ]
             )
         )
         return Accepted(id=_text(result[0]) or event_id, duplicate=bool(int(result[1])))
@@ -198,7 +159,7 @@ class RedisStore:
             id=event_id,
             source=data[b"source"].decode(),
             received_at=int(data[b"received_at"]) / 1000,
-            body=data[b"body"],
+            body=self._open(data[b"body"]),
         )
 
     # --- the queue ---------------------------------------------------------------------
@@ -207,8 +168,15 @@ class RedisStore:
         token = secrets.token_hex(12)
         flat = await self._call(
             self._claim(
-                keys=[self.keys.due, self.keys.inflight],
-                args=[self.keys.prefix, _ms(now), _ms(lease), limit, token],
+                args=[
+                    self.keys.prefix,
+                    _ms(now),
+                    _ms(lease),
+                    limit,
+                    token,
+                    limit * 8 + 64,
+                    *self._limits,
+                ]
             )
         )
         jobs = []
@@ -218,7 +186,7 @@ class RedisStore:
                 Job(
                     id=job_id.decode(),
                     kind=kind.decode(),
-                    payload=orjson.loads(payload),
+                    payload=orjson.loads(self._open(payload)),
                     attempt=int(attempts),
                     lease=token,
                     destination=_text(destination) or None,
@@ -235,73 +203,181 @@ class RedisStore:
         now: float,
         attempt: Attempt | None,
         extra: Any,
+        *,
         spawn: list[NewJob] | None = None,
-    ) -> bool:
-        k = self.keys
+        health: Health | None = None,
+        disable: str | None = None,
+    ) -> Recorded:
+        policy = self.endpoints.get(job.destination or "", _NO_POLICY)
+        if not policy.circuit:
+            health = None
         args: list[Any] = [
-            k.prefix,
+            self.keys.prefix,
+            _ms(now),
             job.id,
             job.lease,
             outcome,
-            _ms(now),
             orjson.dumps(attempt.to_json()) if attempt else "",
             extra,
+            health or "",
+            disable or "",
+            _ms(policy.window),
+            policy.failure_ratio,
+            policy.min_requests,
+            _ms(policy.open_for),
         ]
         for new in spawn or ():
             args += [
                 new.id,
                 new.kind,
-                orjson.dumps(new.payload),
+                self._payload(new.payload),
                 _ms(new.due),
                 new.destination or "",
                 new.event_id or "",
+                new.order_key or "",
+                new.signature or "",
             ]
-        done = await self._call(self._finish(keys=[k.due, k.inflight, k.dead, k.events], args=args))
-        return bool(done)
+        kept, changed = await self._call(self._finish(args=args))
+        return Recorded(bool(kept), _text(changed) or None)
 
     async def complete(
-        self, job: Job, attempt: Attempt, now: float, spawn: list[NewJob] | None = None
-    ) -> bool:
-        return await self._finish_job(job, "done", now, attempt, self.retention, spawn)
+        self,
+        job: Job,
+        attempt: Attempt,
+        now: float,
+        spawn: list[NewJob] | None = None,
+        health: Health | None = None,
+    ) -> Recorded:
+        return await self._finish_job(
+            job, "done", now, attempt, self.retention, spawn=spawn, health=health
+        )
 
-    async def retry(self, job: Job, attempt: Attempt, due: float) -> bool:
-        return await self._finish_job(job, "retry", attempt.started_at, attempt, _ms(due))
+    async def retry(
+        self, job: Job, attempt: Attempt, due: float, health: Health | None = None
+    ) -> Recorded:
+        return await self._finish_job(
+            job, "retry", attempt.started_at, attempt, _ms(due), health=health
+        )
 
-    async def bury(self, job: Job, attempt: Attempt, now: float, reason: str) -> bool:
-        return await self._finish_job(job, "dead", now, attempt, reason)
+    async def bury(
+        self,
+        job: Job,
+        attempt: Attempt,
+        now: float,
+        reason: str,
+        health: Health | None = None,
+        disable: str | None = None,
+    ) -> Recorded:
+        return await self._finish_job(
+            job, "dead", now, attempt, reason, health=health, disable=disable
+        )
 
-    async def release(self, job: Job, now: float) -> bool:
+    async def release(self, job: Job, now: float) -> Recorded:
         return await self._finish_job(job, "release", now, None, "")
 
     async def next_due(self) -> float | None:
         first = await self._call(self.redis.zrange(self.keys.due, 0, 0, withscores=True))
         return first[0][1] / 1000 if first else None
 
+    # --- dead letters and replay -------------------------------------------------------
+
+    async def replay(self, job_id: str, now: float) -> bool:
+        return bool(await self._call(self._replay(args=[self.keys.prefix, _ms(now), job_id])))
+
+    async def redispatch(self, event_id: str, job_id: str, now: float, resend: bool) -> Redispatch:
+        payload = self._payload({"event_id": event_id, "replay": True, "resend": resend})
+        found, created = await self._call(
+            self._redispatch(
+                args=[self.keys.prefix, _ms(now), event_id, job_id, payload, self.retention]
+            )
+        )
+        return Redispatch(job_id=_text(found) or None, created=bool(int(created)))
+
+    async def sent_signatures(self, event_id: str) -> set[str]:
+        members = await self._call(self.redis.smembers(self.keys.sent(event_id)))
+        return {m.decode() for m in members}
+
+    async def enable_destination(self, name: str, now: float) -> None:
+        await self._call(
+            self.redis.hset(
+                self.keys.destination(name),
+                mapping={
+                    "state": "closed",
+                    "reason": "enabled by an operator",
+                    "changed_at": _ms(now),
+                    "probe": "",
+                    "ok": 0,
+                    "fail": 0,
+                    "win_start": _ms(now),
+                },
+            )
+        )
+
     # --- read side ---------------------------------------------------------------------
 
-    async def get_job(self, job_id: str) -> JobInfo | None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.job(job_id))
-            pipe.lrange(self.keys.attempts(job_id), 0, -1)
-            data, attempts = await self._call(pipe.execute())
-        if not data:
-            return None
-        due_at = data.get(b"due_at")
+    def _job_info(self, job_id: str, data: dict[bytes, bytes], attempts: list[bytes]) -> JobInfo:
         return JobInfo(
             id=job_id,
             kind=data[b"kind"].decode(),
             state=data[b"state"].decode(),
-            payload=orjson.loads(data[b"payload"]),
+            payload=orjson.loads(self._open(data[b"payload"])),
             attempts=[orjson.loads(a) for a in attempts],
             destination=_text(data.get(b"destination")) or None,
             event_id=_text(data.get(b"event_id")) or None,
-            due_at=int(due_at) / 1000 if due_at else None,
-            reason=_text(data.get(b"reason")),
+            due_at=_seconds(data.get(b"due_at")),
+            created_at=int(data.get(b"created_at", b"0")) / 1000,
+            finished_at=_seconds(data.get(b"finished_at")),
+            reason=_text(data.get(b"reason")) or None,
+            order_key=_text(data.get(b"order_key")) or None,
         )
 
-    async def dead_letters(self, limit: int = 100) -> list[str]:
-        ids = await self._call(self.redis.zrange(self.keys.dead, 0, limit - 1))
-        return [i.decode() for i in ids]
+    async def _jobs(self, ids: list[str]) -> list[JobInfo]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+                pipe.lrange(self.keys.attempts(job_id), 0, -1)
+            results = await self._call(pipe.execute())
+        return [
+            self._job_info(job_id, results[2 * i], results[2 * i + 1])
+            for i, job_id in enumerate(ids)
+            if results[2 * i]
+        ]
+
+    async def get_job(self, job_id: str) -> JobInfo | None:
+        found = await self._jobs([job_id])
+        return found[0] if found else None
+
+    async def dead_letters(
+        self, limit: int = 100, destination: str | None = None, since: float | None = None
+    ) -> list[JobInfo]:
+        """Dead letters, oldest death first."""
+        low = _ms(since) if since is not None else "-inf"
+        ids = await self._call(self.redis.zrangebyscore(self.keys.dead, low, "+inf"))
+        jobs = await self._jobs([i.decode() for i in ids])
+        if destination is not None:
+            jobs = [j for j in jobs if j.destination == destination]
+        return jobs[:limit]
+
+    async def destination_states(self, names: list[str]) -> list[DestinationState]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.keys.destination(name))
+            results = await self._call(pipe.execute())
+        states = []
+        for name, data in zip(names, results, strict=True):
+            states.append(
+                DestinationState(
+                    name=name,
+                    state=(_text(data.get(b"state")) or "closed"),
+                    in_flight=int(data.get(b"inflight", 0)),
+                    open_until=_seconds(data.get(b"open_until")),
+                    window_ok=int(data.get(b"ok", 0)),
+                    window_failed=int(data.get(b"fail", 0)),
+                    reason=_text(data.get(b"reason")) or None,
+                    changed_at=_seconds(data.get(b"changed_at")),
+                )
+            )
+        return states
 
     async def stats(self) -> QueueStats:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -1,0 +1,308 @@
+"""The Lua scripts of the Redis store. Each runs atomically; each is one round trip.
+
+Every script gets the key prefix as ARGV[1] and the time (epoch ms) as ARGV[2], and
+builds key names from the prefix as ``hub/store/keys.py`` lists them. The prelude holds
+the helpers they share: enqueueing behind an ordering key, releasing the next job of a
+key, and the circuit breaker of a destination.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ACCEPT", "CLAIM", "FINISH", "REDISPATCH", "REPLAY"]
+
+PRELUDE = """
+local p = ARGV[1]
+local now = tonumber(ARGV[2])
+local function jk(id) return p .. 'job:' .. id end
+local function num(value, default)
+  if value and value ~= '' then return tonumber(value) end
+  return default
+end
+
+-- Put a job on the queue, due at `due`, unless an older job of its ordering key is
+-- unfinished: then it is blocked until that one is done or dead.
+local function enqueue(id, due, okey)
+  local k = jk(id)
+  redis.call('HSET', k, 'due_at', due)
+  if okey and okey ~= '' then
+    local zk = p .. 'order:' .. okey
+    redis.call('ZADD', zk, redis.call('INCR', p .. 'seq'), id)
+    redis.call('HSET', k, 'order_key', okey)
+    if redis.call('ZRANGE', zk, 0, 0)[1] ~= id then
+      redis.call('HSET', k, 'state', 'blocked')
+      return
+    end
+  end
+  redis.call('HSET', k, 'state', 'due')
+  redis.call('ZADD', p .. 'q:due', due, id)
+end
+
+-- A job is finished (done or dead): the next job of its ordering key may run.
+local function leave(id)
+  local okey = redis.call('HGET', jk(id), 'order_key')
+  if not okey or okey == '' then return end
+  local zk = p .. 'order:' .. okey
+  redis.call('ZREM', zk, id)
+  local head = redis.call('ZRANGE', zk, 0, 0)[1]
+  if head and redis.call('HGET', jk(head), 'state') == 'blocked' then
+    local due = math.max(num(redis.call('HGET', jk(head), 'due_at'), now), now)
+    redis.call('HSET', jk(head), 'state', 'due', 'due_at', due)
+    redis.call('ZADD', p .. 'q:due', due, head)
+  end
+end
+
+local function set_state(dk, state, reason)
+  redis.call('HSET', dk, 'state', state, 'changed_at', now, 'reason', reason or '')
+end
+
+-- A claimed job of a destination stops running: finished, retried, released, or its
+-- lease ran out. A probe that ends without an outcome lets the next job probe.
+local function unclaim(id, dest)
+  if not dest or dest == '' then return end
+  local dk = p .. 'dest:' .. dest
+  if redis.call('HINCRBY', dk, 'inflight', -1) < 0 then redis.call('HSET', dk, 'inflight', 0) end
+  if redis.call('HGET', dk, 'probe') == id then redis.call('HSET', dk, 'probe', '') end
+end
+
+-- One outcome for a destination's circuit breaker. Returns the new state if it changed.
+local function breaker(dest, id, health, window, ratio, min_calls, open_for)
+  local dk = p .. 'dest:' .. dest
+  local s = redis.call('HMGET', dk, 'state', 'win_start', 'ok', 'fail', 'probe')
+  local state = s[1] or 'closed'
+  if state == 'disabled' or state == 'open' then return nil end
+  if state == 'half_open' then
+    if s[5] ~= id then return nil end
+    redis.call('HSET', dk, 'probe', '')
+    if health == 'ok' then
+      redis.call('HSET', dk, 'win_start', now, 'ok', 0, 'fail', 0)
+      set_state(dk, 'closed', 'probe succeeded')
+      return 'closed'
+    end
+    redis.call('HSET', dk, 'open_until', now + open_for)
+    set_state(dk, 'open', 'probe failed')
+    return 'open'
+  end
+  local start, ok, fail = num(s[2], 0), num(s[3], 0), num(s[4], 0)
+  if now - start > window then start, ok, fail = now, 0, 0 end
+  if health == 'ok' then ok = ok + 1 else fail = fail + 1 end
+  if ok + fail >= min_calls and fail / (ok + fail) >= ratio then
+    redis.call('HSET', dk, 'open_until', now + open_for, 'win_start', now, 'ok', 0, 'fail', 0)
+    set_state(dk, 'open', fail .. ' of ' .. (ok + fail) .. ' attempts failed')
+    return 'open'
+  end
+  redis.call('HSET', dk, 'win_start', start, 'ok', ok, 'fail', fail)
+  return nil
+end
+"""
+
+# ARGV: prefix, now, event id, source, body, dedup key, dedup ttl s, job id, job payload,
+#       ordering key
+ACCEPT = (
+    PRELUDE
+    + """
+local event_id, source, body, dedup = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local ttl, job_id, payload, okey = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local dk = p .. 'dedup:' .. source .. ':' .. dedup
+local existing = redis.call('GET', dk)
+if existing then return {existing, 1} end
+redis.call('SET', dk, event_id, 'EX', ttl)
+redis.call('HSET', p .. 'event:' .. event_id, 'source', source, 'body', body,
+           'received_at', now, 'order_key', okey)
+redis.call('ZADD', p .. 'events', now, event_id)
+redis.call('HSET', jk(job_id), 'kind', 'dispatch', 'payload', payload, 'attempts', 0,
+           'created_at', now, 'event_id', event_id)
+enqueue(job_id, now, okey)
+return {event_id, 0}
+"""
+)
+
+# ARGV: prefix, now, lease ms, limit, lease token, how many due jobs to look at,
+#       then pairs: destination, its concurrency limit
+# Returns a flat list: id, kind, payload, attempts, destination, event_id, created_at, …
+CLAIM = (
+    PRELUDE
+    + """
+local lease, limit, token, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local max_in_flight = {}
+local i = 7
+while ARGV[i] do
+  max_in_flight[ARGV[i]] = tonumber(ARGV[i + 1])
+  i = i + 2
+end
+local function defer(id, due)
+  redis.call('HSET', jk(id), 'due_at', due)
+  redis.call('ZADD', p .. 'q:due', due, id)
+end
+local expired = redis.call('ZRANGEBYSCORE', p .. 'q:inflight', '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(expired) do
+  redis.call('ZREM', p .. 'q:inflight', id)
+  unclaim(id, redis.call('HGET', jk(id), 'destination'))
+  redis.call('HSET', jk(id), 'state', 'due', 'lease', '')
+  defer(id, now)
+end
+local out, claimed = {}, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'q:due', '-inf', now, 'LIMIT', 0, scan)) do
+  if claimed >= limit then break end
+  local k = jk(id)
+  local f = redis.call('HMGET', k, 'kind', 'payload', 'destination', 'event_id', 'created_at')
+  local go = true
+  if not f[1] then
+    redis.call('ZREM', p .. 'q:due', id)
+    go = false
+  elseif f[3] and f[3] ~= '' then
+    local dest = f[3]
+    local dk = p .. 'dest:' .. dest
+    local d = redis.call('HMGET', dk, 'state', 'open_until', 'inflight', 'probe')
+    local state = d[1] or 'closed'
+    if (max_in_flight[dest] or 0) > 0 and num(d[3], 0) >= max_in_flight[dest] then
+      go = false
+    elseif state == 'disabled' then
+      defer(id, now + 60000)
+      go = false
+    elseif state == 'open' then
+      if now < num(d[2], 0) then
+        defer(id, num(d[2], 0))
+        go = false
+      else
+        set_state(dk, 'half_open', 'probing')
+        redis.call('HSET', dk, 'probe', id)
+      end
+    elseif state == 'half_open' then
+      if d[4] and d[4] ~= '' then
+        defer(id, now + 1000)
+        go = false
+      else
+        redis.call('HSET', dk, 'probe', id)
+      end
+    end
+    if go then redis.call('HINCRBY', dk, 'inflight', 1) end
+  end
+  if go then
+    redis.call('ZREM', p .. 'q:due', id)
+    redis.call('ZADD', p .. 'q:inflight', now + lease, id)
+    local attempts = redis.call('HINCRBY', k, 'attempts', 1)
+    redis.call('HSET', k, 'state', 'running', 'lease', token, 'claimed_at', now)
+    for _, v in ipairs({id, f[1], f[2], attempts, f[3] or '', f[4] or '', f[5] or '0'}) do
+      out[#out + 1] = v
+    end
+    claimed = claimed + 1
+  end
+end
+return out
+"""
+)
+
+# ARGV: prefix, now, job id, lease token, outcome (done|retry|dead|release),
+#       attempt json ('' for release), due ms (retry) | reason (dead) | retention s (done),
+#       health (ok|fail|''), disable reason (''), breaker window ms, failure ratio,
+#       minimum attempts, open ms,
+#       then for each spawned job: id, kind, payload, due ms, destination, event id,
+#       ordering key, signature
+# Returns {1 or 0 (lease lost), the destination's new circuit state or ''}
+FINISH = (
+    PRELUDE
+    + """
+local id, token, outcome, attempt, extra = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local health, disable = ARGV[8], ARGV[9]
+local k = jk(id)
+if redis.call('HGET', k, 'lease') ~= token then return {0, ''} end
+redis.call('ZREM', p .. 'q:inflight', id)
+local dest = redis.call('HGET', k, 'destination')
+local changed = ''
+if dest and dest ~= '' then
+  if health ~= '' then
+    changed = breaker(dest, id, health, tonumber(ARGV[10]), tonumber(ARGV[11]),
+                      tonumber(ARGV[12]), tonumber(ARGV[13])) or ''
+  end
+  if disable ~= '' then
+    set_state(p .. 'dest:' .. dest, 'disabled', disable)
+    changed = 'disabled'
+  end
+  unclaim(id, dest)
+end
+if attempt ~= '' then
+  redis.call('RPUSH', k .. ':attempts', attempt)
+  redis.call('LTRIM', k .. ':attempts', -100, -1)
+end
+local dispatch = redis.call('HGET', k, 'kind') == 'dispatch'
+local event_id = redis.call('HGET', k, 'event_id')
+if outcome == 'done' then
+  local ttl = tonumber(extra)
+  redis.call('HSET', k, 'state', 'done', 'lease', '', 'finished_at', now)
+  leave(id)
+  redis.call('EXPIRE', k, ttl)
+  redis.call('EXPIRE', k .. ':attempts', ttl)
+  if dispatch then
+    redis.call('EXPIRE', p .. 'event:' .. event_id, ttl)
+    redis.call('ZREMRANGEBYSCORE', p .. 'events', '-inf', now - ttl * 1000)
+  end
+elseif outcome == 'retry' then
+  redis.call('HSET', k, 'state', 'retry', 'lease', '', 'due_at', extra)
+  redis.call('ZADD', p .. 'q:due', extra, id)
+elseif outcome == 'dead' then
+  redis.call('HSET', k, 'state', 'dead', 'lease', '', 'finished_at', now, 'reason', extra)
+  redis.call('ZADD', p .. 'q:dead', now, id)
+  leave(id)
+else
+  redis.call('HINCRBY', k, 'attempts', -1)
+  redis.call('HSET', k, 'state', 'due', 'lease', '', 'due_at', now)
+  redis.call('ZADD', p .. 'q:due', now, id)
+end
+local i = 14
+while ARGV[i] do
+  local sid = ARGV[i]
+  redis.call('HSET', jk(sid), 'kind', ARGV[i + 1], 'payload', ARGV[i + 2], 'attempts', 0,
+             'created_at', now, 'destination', ARGV[i + 4], 'event_id', ARGV[i + 5])
+  enqueue(sid, tonumber(ARGV[i + 3]), ARGV[i + 6])
+  if ARGV[i + 7] ~= '' then
+    redis.call('SADD', p .. 'event:' .. ARGV[i + 5] .. ':sent', ARGV[i + 7])
+  end
+  i = i + 8
+end
+if outcome == 'done' and dispatch then
+  redis.call('EXPIRE', p .. 'event:' .. event_id .. ':sent', tonumber(extra))
+end
+return {1, changed}
+"""
+)
+
+# ARGV: prefix, now, job id.  Returns 1 if the job was dead and is due again, else 0.
+REPLAY = (
+    PRELUDE
+    + """
+local id = ARGV[3]
+local k = jk(id)
+if redis.call('HGET', k, 'state') ~= 'dead' then return 0 end
+redis.call('ZREM', p .. 'q:dead', id)
+redis.call('HSET', k, 'attempts', 0, 'reason', '', 'finished_at', '')
+redis.call('HINCRBY', k, 'replays', 1)
+redis.call('RPUSH', k .. ':attempts', cjson.encode({outcome = 'replayed', started_at = now / 1000}))
+enqueue(id, now, redis.call('HGET', k, 'order_key') or '')
+return 1
+"""
+)
+
+# ARGV: prefix, now, event id, new job id, job payload, retention s
+# Returns {job id, 1 if created | 0 if a replay was pending}, or {'', 0} if the event is gone.
+REDISPATCH = (
+    PRELUDE
+    + """
+local event_id, job_id, payload, ttl = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local ek = p .. 'event:' .. event_id
+if redis.call('EXISTS', ek) == 0 then return {'', 0} end
+local rk = p .. 'replay:' .. event_id
+local current = redis.call('GET', rk)
+if current then
+  local state = redis.call('HGET', jk(current), 'state')
+  if state == 'due' or state == 'blocked' or state == 'running' or state == 'retry' then
+    return {current, 0}
+  end
+end
+redis.call('SET', rk, job_id, 'EX', ttl)
+redis.call('PERSIST', ek)
+redis.call('HSET', jk(job_id), 'kind', 'dispatch', 'payload', payload, 'attempts', 0,
+           'created_at', now, 'event_id', event_id)
+enqueue(job_id, now, redis.call('HGET', ek, 'order_key') or '')
+return {job_id, 1}
+"""
+)
