@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -51,16 +52,22 @@ def sign(key: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest.hexdigest()}"
 
 
-def _parse_header(value: str) -> tuple[int, list[str]]:
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _parse_header(value: str) -> tuple[int, list[bytes]]:
     timestamp, signatures = None, []
     for part in value.split(","):
         name, _, item = part.strip().partition("=")
-        if name == "t" and item.isascii() and item.isdigit():
+        if name == "t" and _TIMESTAMP.fullmatch(item):
             timestamp = int(item)
-        elif name == "v1" and item:
-            signatures.append(item)
+        elif name == "v1" and _HEX_DIGEST.fullmatch(item):
+            signatures.append(item.encode())
     if timestamp is None or not signatures:
-        raise SignatureError(f"{SIGNATURE_HEADER} must look like t=<seconds>,v1=<hex>")
+        raise SignatureError(
+            f"{SIGNATURE_HEADER} must look like t=<unix seconds>,v1=<64 hex digits>"
+        )
     return timestamp, signatures
 
 
@@ -81,8 +88,8 @@ class Calendly(SourceConnector):
                 f"signature timestamp {timestamp} is more than {tolerance:g} s from now"
             )
         expected = sign(self.config.signing_key.get_secret_value(), timestamp, body)
-        expected = expected.rpartition("v1=")[2]
-        if not any(hmac.compare_digest(expected, s) for s in signatures):
+        digest = expected.rpartition("v1=")[2].encode()
+        if not any(hmac.compare_digest(digest, s) for s in signatures):
             raise SignatureError("signature does not match the body")
 
     def order_key(self, payload: dict[str, Any]) -> str | None:

@@ -49,10 +49,14 @@ class StoreConfig(_Section):
     url: str = Field("redis://localhost:6379/0", description="Redis URL of the store")
     prefix: str = Field("hub", description="Prefix of every Redis key the hub writes")
     dedup_window: Duration = Field(
-        timedelta(days=3), description="How long a webhook is remembered to drop its duplicates"
+        timedelta(days=3),
+        ge=timedelta(seconds=1),
+        description="How long a webhook is remembered to drop its duplicates",
     )
     retention: Duration = Field(
-        timedelta(days=7), description="How long finished events and jobs stay readable"
+        timedelta(days=7),
+        ge=timedelta(seconds=1),
+        description="How long finished events and jobs stay readable",
     )
     encryption_keys: list[SecretStr] = Field(
         [],
@@ -103,10 +107,13 @@ class WorkerConfig(_Section):
     concurrency: int = Field(16, ge=1, description="Jobs one worker runs at once")
     lease: Duration = Field(
         timedelta(seconds=60),
+        ge=timedelta(seconds=1),
         description="How long a claimed job is held; a crashed worker's jobs return after it",
     )
     poll_interval: Duration = Field(
-        timedelta(milliseconds=500), description="Longest wait between looks at the due index"
+        timedelta(milliseconds=500),
+        gt=timedelta(0),
+        description="Longest wait between looks at the due index",
     )
     shutdown_grace: Duration = Field(
         timedelta(seconds=20),
@@ -224,7 +231,13 @@ def interpolate(text: str, environ: Mapping[str, str]) -> str:
     return _VAR.sub(replace, text)
 
 
-def _interpolate_nodes(node: yaml.Node, environ: Mapping[str, str], where: str) -> None:
+def _interpolate_nodes(
+    node: yaml.Node, environ: Mapping[str, str], where: str, seen: set[int] | None = None
+) -> None:
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias: the anchored node is done already
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.ScalarNode):
         if "$" in node.value and node.tag == "tag:yaml.org,2002:str":
             try:
@@ -237,10 +250,10 @@ def _interpolate_nodes(node: yaml.Node, environ: Mapping[str, str], where: str) 
                 ) from None
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _interpolate_nodes(item, environ, where)
+            _interpolate_nodes(item, environ, where, seen)
     elif isinstance(node, yaml.MappingNode):
         for _key, value in node.value:
-            _interpolate_nodes(value, environ, where)
+            _interpolate_nodes(value, environ, where, seen)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

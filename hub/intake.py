@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import time
 
+import aiohttp
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from hub.appkeys import CLOCK, CONFIG, METRICS, SOURCES, STORE, WORKER
 from hub.errors import IntakeError, InvalidPayload, PayloadTooLarge, StoreError, UnknownSource
@@ -45,6 +47,9 @@ async def receive(request: web.Request) -> web.Response:
         except web.HTTPRequestEntityTooLarge:
             limit = request.app[CONFIG].server.max_body
             raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes") from None
+        except (RequestPayloadError, aiohttp.ClientPayloadError) as error:
+            # e.g. a body that is not in the Content-Encoding it claims
+            raise InvalidPayload(f"body cannot be read: {error}", field="(body)") from None
         source.verify(request.headers, body, now)
         try:
             payload = orjson.loads(body)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections import deque
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import best_match
 
 from hub.errors import InvalidPayload
@@ -22,6 +24,23 @@ def schema_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).parent.parent / "schemas"
 
 
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+FORMATS = FormatChecker(formats=())
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    """RFC 3339 with a time zone, and a real date and time (no 2026-02-30)."""
+    if not isinstance(value, str):
+        return True
+    if not _RFC3339.fullmatch(value):
+        raise ValueError(f"{value!r} is not an RFC 3339 date-time with a time zone")
+    datetime.fromisoformat(value)
+    return True
+
+
 def _path(parts: deque[Any]) -> str:
     return ".".join(str(p) for p in parts) or "(body)"
 
@@ -33,7 +52,7 @@ class SchemaValidator:
         Draft202012Validator.check_schema(schema)
         self.name = name
         self.schema = schema
-        self._validator = Draft202012Validator(schema)
+        self._validator = Draft202012Validator(schema, format_checker=FORMATS)
 
     def check(self, instance: Any) -> None:
         error = best_match(self._validator.iter_errors(instance))

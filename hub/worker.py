@@ -37,7 +37,7 @@ from hub.model import BookingEvent
 from hub.outbound import RESPONSE_EXCERPT
 from hub.retry import RetryPolicy
 from hub.routing import Router
-from hub.store import Attempt, Health, Job, NewJob, Store
+from hub.store import Attempt, Health, Job, NewJob, Recorded, Store
 
 __all__ = ["Worker"]
 
@@ -66,6 +66,13 @@ class _Failure(Exception):
         self.retry_after = retry_after
         self.health = health  # what it says of the destination's health
         self.disable = disable  # why the destination must stop receiving, if it must
+
+
+def _signature(event_id: str, route: str, destination: str, message: dict[str, Any]) -> str:
+    """What a message is, so a replay of its event can tell it was sent before."""
+    return "|".join(
+        (event_id, route, destination, orjson.dumps(message, option=orjson.OPT_SORT_KEYS).decode())
+    )
 
 
 class Worker:
@@ -170,6 +177,14 @@ class Worker:
         t0 = time.perf_counter()
         spawn: list[NewJob] = []
         status = response = None
+        if job.attempt > self._policy(job).max_attempts:
+            # Claimed again and again without an outcome: each time, the worker running it
+            # died or lost its lease. Stop before it takes another worker down.
+            reason = f"claimed {job.attempt} times without an outcome (worker crashes?)"
+            bound.error("job.dead", reason=reason)
+            attempt = Attempt(job.attempt, started, 0.0, "dead", None, reason)
+            await self._settle(job, attempt, self.store.bury(job, attempt, started, reason), bound)
+            return
         try:
             if job.kind == "dispatch":
                 spawn = await self._dispatch(job, bound)
@@ -180,6 +195,10 @@ class Worker:
                 await asyncio.shield(self.store.release(job, self.clock.now()))
             bound.info("job.released")
             raise
+        except StoreError as error:
+            # The lease runs out and the job is claimed again: at least once, never lost.
+            bound.error("job.interrupted", error=str(error))
+            return
         except _Failure as failure:
             duration = (time.perf_counter() - t0) * 1000
             attempt, recorded = self._after_failure(job, failure, started, duration, bound)
@@ -188,20 +207,26 @@ class Worker:
             attempt = Attempt(job.attempt, started, duration, "done", status, None, response)
             health = "ok" if job.kind == "deliver" else None
             recorded = self.store.complete(job, attempt, self.clock.now(), spawn, health)
+        if await self._settle(job, attempt, recorded, bound) and attempt.outcome == "done":
+            bound.info("job.done", spawned=len(spawn), duration_ms=round(duration, 1))
+
+    async def _settle(
+        self, job: Job, attempt: Attempt, recorded: Awaitable[Recorded], bound: Any
+    ) -> bool:
+        """Await the store call that records an outcome; True if it was recorded."""
         try:
             kept = await recorded
         except StoreError as error:
             # The lease runs out and the job is claimed again: at least once, never lost.
             bound.error("job.unrecorded", outcome=attempt.outcome, error=str(error))
-            return
+            return False
         if kept.circuit:
             log.warning("destination.circuit", destination=job.destination, state=kept.circuit)
         if not kept:
             bound.warning("job.lease_lost", outcome=attempt.outcome)
-            return
+            return False
         self.metrics.jobs.labels(kind=job.kind, outcome=attempt.outcome).inc()
-        if attempt.outcome == "done":
-            bound.info("job.done", spawned=len(spawn), duration_ms=round(duration, 1))
+        return True
 
     def _policy(self, job: Job) -> RetryPolicy:
         if job.kind == "dispatch":
@@ -211,7 +236,7 @@ class Worker:
 
     def _after_failure(
         self, job: Job, failure: _Failure, started: float, duration: float, bound: Any
-    ) -> tuple[Attempt, Awaitable[bool]]:
+    ) -> tuple[Attempt, Awaitable[Recorded]]:
         """The attempt record, and the store call that retries or buries the job."""
         policy = self._policy(job)
         dead = failure.permanent or policy.exhausted(job.attempt, age=started - job.created_at)
@@ -241,6 +266,19 @@ class Worker:
     # --- dispatch ----------------------------------------------------------------------
 
     async def _dispatch(self, job: Job, bound: Any) -> list[NewJob]:
+        """The deliver jobs of one accepted webhook. Any failure becomes a _Failure: a
+        payload that cannot be normalized is permanent, anything else is retried."""
+        try:
+            return await self._route(job, bound)
+        except (_Failure, StoreError):
+            raise
+        except (NormalizeError, ValueError) as error:
+            raise _Failure(f"cannot normalize: {error}", permanent=True) from error
+        except Exception as error:
+            bound.exception("dispatch.error")
+            raise _Failure(f"{type(error).__name__}: {error}", permanent=False) from error
+
+    async def _route(self, job: Job, bound: Any) -> list[NewJob]:
         event_id = job.payload["event_id"]
         inbound = await self.store.get_event(event_id)
         if inbound is None:
@@ -253,31 +291,17 @@ class Worker:
             inbound_event_id=inbound.id,
             received_at=datetime.fromtimestamp(inbound.received_at, UTC),
         )
-        try:
-            payload = orjson.loads(inbound.body)
-            events = source.normalize(payload, context)
-        except (NormalizeError, ValueError) as error:
-            raise _Failure(f"cannot normalize: {error}", permanent=True) from error
-        except Exception as error:
-            bound.exception("dispatch.error")
-            raise _Failure(f"{type(error).__name__}: {error}", permanent=False) from error
-        now = self.clock.now()
+        events = source.normalize(orjson.loads(inbound.body), context)
         skip: set[str] = set()
         if job.payload.get("replay") and not job.payload.get("resend"):
             skip = await self.store.sent_signatures(event_id)
+        now = self.clock.now()
         spawn = []
         for event in events:
             for route, action in self.router.match(event):
                 destination = self.destinations[action.to]
                 for message in destination.plan(event, action):
-                    signature = "|".join(
-                        (
-                            event.id,
-                            route.name,
-                            action.to,
-                            orjson.dumps(message, option=orjson.OPT_SORT_KEYS).decode(),
-                        )
-                    )
+                    signature = _signature(event.id, route.name, action.to, message)
                     if signature in skip:
                         continue
                     spawn.append(
@@ -301,6 +325,7 @@ class Worker:
             "dispatch.routed",
             events=[e.type for e in events],
             deliveries=[(j.destination, j.payload["message"]) for j in spawn],
+            skipped=len(skip),
         )
         return spawn
 

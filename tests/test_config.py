@@ -144,6 +144,31 @@ def test_errors_name_the_line_the_path_and_what_was_expected(change, expected) -
     assert expected in error_of(VALID.replace(old, new))
 
 
+def test_an_anchored_value_is_interpolated_once() -> None:
+    text = VALID.replace(
+        "signing_key: ${CALENDLY_SIGNING_KEY}", "signing_key: &key ${CALENDLY_SIGNING_KEY}"
+    ).replace("api_secret: ${INXMAIL_API_SECRET}", "api_secret: *key")
+    config = parse(text, CALENDLY_SIGNING_KEY="pa$$word")
+    assert config.destinations["inxmail"].api_secret.get_secret_value() == "pa$$word"
+
+
+@pytest.mark.parametrize(
+    ("section", "option", "value"),
+    [
+        ("store", "dedup_window", "0s"),
+        ("store", "retention", "500ms"),
+        ("worker", "lease", "0s"),
+        ("worker", "poll_interval", "0s"),
+    ],
+)
+def test_durations_that_cannot_work_are_refused(section, option, value) -> None:
+    text = (
+        VALID.replace("store: redis://127.0.0.1:6379/0\n", "")
+        + f"{section}:\n  {option}: {value}\n"
+    )
+    assert f"{section}.{option}: Input should be greater" in error_of(text)
+
+
 def test_yaml_syntax_error_names_the_line() -> None:
     assert error_of("sources:\n  calendly: [unclosed\n").startswith("hub.yaml:3: not valid YAML")
 

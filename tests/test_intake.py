@@ -9,7 +9,7 @@ import pytest
 
 from connectors.calendly import Calendly, CalendlyConfig, sign
 from hub.errors import SignatureError
-from tests.conftest import fixture_bytes, fixture_json, keys_under
+from tests.conftest import SIGNING_KEY, fixture_bytes, fixture_json, keys_under
 
 
 def test_calendly_check_value() -> None:
@@ -37,6 +37,8 @@ def _tampered(body: bytes) -> bytes:
         ("missing header", "missing"),
         ("garbled header", "must look like"),
         ("non-ascii timestamp", "must look like"),
+        ("non-ascii signature", "must look like"),
+        ("huge timestamp", "must look like"),
         ("stale timestamp", "from now"),
         ("future timestamp", "from now"),
     ],
@@ -55,6 +57,11 @@ async def test_bad_signatures_are_refused_and_nothing_is_stored(start_hub, case,
         headers = {"Content-Type": "application/json"}
     elif case == "garbled header":
         headers = {"Calendly-Webhook-Signature": "v1=abc"}
+    elif case == "non-ascii signature":
+        sig = "\u00e9" * 64
+        headers = {"Calendly-Webhook-Signature": f"t={now},v1={sig}".encode().decode("latin-1")}
+    elif case == "huge timestamp":
+        headers = {"Calendly-Webhook-Signature": "t=" + "9" * 5000 + ",v1=" + "0" * 64}
     elif case == "non-ascii timestamp":
         headers = {"Calendly-Webhook-Signature": "t=\u00b2,v1=abc".encode().decode("latin-1")}
     elif case == "stale timestamp":
@@ -102,6 +109,24 @@ async def test_malformed_json_is_400_naming_the_body(start_hub) -> None:
             "payload.scheduled_event.end_time",
         ),
         (lambda p: p["payload"].__setitem__("status", "maybe"), "payload.status"),
+        (
+            lambda p: p["payload"]["scheduled_event"].__setitem__(
+                "start_time", "2026-02-30T09:00:00Z"
+            ),
+            "payload.scheduled_event.start_time",
+        ),
+        (
+            lambda p: p["payload"]["scheduled_event"].__setitem__(
+                "start_time", "2026-12-03T09:30:00Z\n"
+            ),
+            "payload.scheduled_event.start_time",
+        ),
+        (
+            lambda p: p["payload"]["scheduled_event"].__setitem__(
+                "start_time", "2026-12-03T09:30:00"
+            ),
+            "payload.scheduled_event.start_time",
+        ),
         (lambda p: p.pop("payload"), "payload"),
     ],
 )
@@ -114,6 +139,19 @@ async def test_schema_failure_is_400_naming_the_field(start_hub, mutate, field) 
     answer = await response.json()
     assert answer["field"] == field
     assert field in answer["detail"]
+    assert await keys_under(hub.prefix) == []
+
+
+async def test_a_body_in_a_content_encoding_it_is_not_in_is_400(start_hub) -> None:
+    hub = await start_hub()
+    body = fixture_bytes("calendly/invitee_created.json")
+    headers = {
+        "Calendly-Webhook-Signature": sign(SIGNING_KEY, int(hub.clock.now()), body),
+        "Content-Encoding": "gzip",
+    }
+    response = await hub.client.post("/hooks/calendly", data=body, headers=headers)
+    assert response.status == 400
+    assert (await response.json())["field"] == "(body)"
     assert await keys_under(hub.prefix) == []
 
 
