@@ -9,7 +9,7 @@ stable across retries (Inxmail de-duplicates on it; if a space ignores it, nothi
 from __future__ import annotations
 
 import base64
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import AnyHttpUrl, Field, SecretStr
@@ -27,6 +27,7 @@ from hub.errors import PermanentDelivery
 from hub.ics import invitation
 from hub.model import Booking, BookingEvent, Person, booking_uuid, utc_iso
 from hub.outbound import post_json
+from hub.units import Duration
 
 CUSTOMER = "calenso.booking.inform-customer"
 PARTNER = "calenso.booking.inform-partner"
@@ -67,6 +68,9 @@ class InxmailConfig(DestinationConfig):
         None, description="Expiry date of the API secret; deliveries stop after it"
     )
     language: str | None = Field("de", description="customer.language sent with each event")
+    warn_before_expiry: Duration = Field(
+        timedelta(days=14), description="Warn this long before secret_expires"
+    )
 
 
 class InxmailAction(ActionConfig):
@@ -92,6 +96,21 @@ class Inxmail(DestinationConnector):
         # Sent pre-emptively with every request, as Inxmail expects.
         self._authorization = "Basic " + base64.b64encode(credentials).decode()
         self._url = str(config.api_url).rstrip("/") + "/events"
+
+    @classmethod
+    def check(cls, config: InxmailConfig, now: float) -> list[str]:  # type: ignore[override]
+        expires = config.secret_expires
+        if expires is None:
+            return []
+        today = datetime.fromtimestamp(now, UTC).date()
+        if today > expires:
+            return [
+                f"the API secret expired on {expires.isoformat()}; "
+                "nothing is sent until it is replaced"
+            ]
+        if today >= expires - config.warn_before_expiry:
+            return [f"the API secret expires on {expires.isoformat()}; set a new one before then"]
+        return []
 
     @classmethod
     def unsupported(cls, event_type: str, action: InxmailAction) -> str | None:  # type: ignore[override]

@@ -114,9 +114,17 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
     worker = make_worker(app)
     app[WORKER] = worker
     task = asyncio.create_task(worker.run(), name="hub-worker")
+    app.on_shutdown.append(_stop_claiming)
     yield
     worker.stop()
     await task
+
+
+async def _stop_claiming(app: web.Application) -> None:
+    """On SIGTERM the worker stops claiming at once, while open requests finish."""
+    worker = app[WORKER]
+    if worker is not None:
+        worker.stop()
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""The ``hub`` command: serve, worker, check, schema."""
+"""The ``hub`` command: serve, worker, check, dlq, replay, destinations, schema, keygen."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 import orjson
+import pluggy
 import structlog
 from aiohttp import web
 
 from hub import __version__
 from hub.config import Config, load_config
-from hub.errors import ConfigError
+from hub.crypto import new_key
+from hub.errors import ConfigError, StoreError
 from hub.logs import configure_logging
 from hub.plugins import get_plugin_manager
 
@@ -43,13 +46,42 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="override server.port")
     serve.add_argument("--no-worker", action="store_true", help="run the intake only")
     command("worker", "Run a worker only (start several to scale out).")
-    command("check", "Validate the configuration and exit: 0 if valid, 2 if not.")
+    command(
+        "check",
+        "Validate the configuration (exit 2 if invalid) and warn about store settings and "
+        "credentials that put deliveries at risk.",
+    )
+
+    dlq = command("dlq", "Dead letters: jobs given up on, with their attempts.")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    dlq_list = dlq_commands.add_parser("list", help="List dead letters, oldest first.")
+    dlq_list.add_argument("--destination", help="only this destination's")
+    dlq_list.add_argument("--since", help="only those given up since: 2h, or an ISO time")
+    dlq_list.add_argument("--limit", type=int, default=100)
+    dlq_list.add_argument("--json", action="store_true", help="print JSON")
+    dlq_show = dlq_commands.add_parser("show", help="Show one job and all its attempts.")
+    dlq_show.add_argument("id")
+
+    replay = command(
+        "replay",
+        "Make dead jobs (job_…) due again, or route accepted events (evt_…) again.",
+    )
+    replay.add_argument("ids", nargs="*", metavar="ID")
+    replay.add_argument("--destination", help="every dead letter of this destination")
+    replay.add_argument("--since", help="every dead letter given up since: 2h, or an ISO time")
+    replay.add_argument(
+        "--resend",
+        action="store_true",
+        help="events: send to every route again, not only to routes they were not sent to",
+    )
+
+    dests = command("destinations", "Show each destination's circuit, or enable one.")
+    dests.add_argument("action", nargs="?", choices=["enable"])
+    dests.add_argument("name", nargs="?")
+
     commands.add_parser("schema", help="Print the JSON Schema of the canonical event.")
+    commands.add_parser("keygen", help="Print a new key for store.encryption_keys.")
     return parser
-
-
-def _load(path: str) -> Config:
-    return load_config(path, get_plugin_manager())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,21 +91,74 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
+    if args.command == "keygen":
+        print(new_key())
+        return 0
+    pm = get_plugin_manager()
     try:
-        config = _load(args.config)
+        config = load_config(args.config, pm)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.command == "check":
-        print(
-            f"{args.config}: valid ({len(config.sources)} sources, "
-            f"{len(config.destinations)} destinations, {len(config.routes)} routes)"
-        )
-        return 0
-    configure_logging(config.log.level, config.log.format)
     if args.command == "serve":
+        configure_logging(config.log.level, config.log.format)
         return _serve(config, args)
-    return asyncio.run(_work(config))
+    if args.command == "worker":
+        configure_logging(config.log.level, config.log.format)
+        return asyncio.run(_work(config))
+    try:
+        return asyncio.run(_operate(config, pm, args))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+async def _operate(config: Config, pm: pluggy.PluginManager, args: argparse.Namespace) -> int:
+    """The commands that read or change the store and exit."""
+    from hub import operations
+    from hub.app import store_from_config
+
+    out = sys.stdout
+    now = time.time()
+    since = operations.parse_since(args.since, now) if getattr(args, "since", None) else None
+    store = store_from_config(config)
+    try:
+        if args.command == "check":
+            print(
+                f"{args.config}: valid ({len(config.sources)} sources, "
+                f"{len(config.destinations)} destinations, {len(config.routes)} routes)"
+            )
+            await operations.check_settings(config, store, pm, sys.stderr)
+            return 0
+        if args.command == "dlq" and args.dlq_command == "list":
+            return await operations.dlq_list(
+                store,
+                out,
+                destination=args.destination,
+                since=since,
+                limit=args.limit,
+                as_json=args.json,
+            )
+        if args.command == "dlq":
+            return await operations.dlq_show(store, out, args.id)
+        if args.command == "replay":
+            return await operations.replay(
+                store,
+                out,
+                args.ids,
+                destination=args.destination,
+                since=since,
+                resend=args.resend,
+                now=now,
+            )
+        if args.action == "enable":
+            return await operations.enable_destination(config, store, out, args.name or "")
+        return await operations.destinations(config, store, out)
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:

@@ -185,6 +185,12 @@ class DestinationConnector(ABC):
         """
         return None
 
+    @classmethod
+    def check(cls, config: DestinationConfig, now: float) -> list[str]:
+        """Warnings about this destination's settings, for ``hub check`` and the worker's
+        start (an expiring credential, say)."""
+        return []
+
     def plan(self, event: BookingEvent, action: ActionConfig) -> list[dict[str, Any]]:
         """The messages one action sends for one event; each becomes its own job."""
         return [{}]

@@ -116,6 +116,9 @@ class Worker:
         poll = self.config.poll_interval.total_seconds()
         backoff = poll
         log.info("worker.started", concurrency=self.config.concurrency)
+        for name, destination in self.destinations.items():
+            for warning in type(destination).check(destination.config, self.clock.now()):
+                log.warning("destination.warning", destination=name, warning=warning)
         while not self._stopping:
             self._wake.clear()
             free = self.config.concurrency - len(self._tasks)
