@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +105,7 @@ class Sink:
         self.requests: list[Received] = []
         self.statuses: deque[int | tuple[int, dict[str, str]]] = deque()
         self.default = 202
+        self.respond: Callable[[Received], int | None] | None = None  # picks a status
         self.hang = 0  # this many next requests get no answer until the test ends
         self.url = ""
         self._arrived = asyncio.Condition()
@@ -119,7 +121,9 @@ class Sink:
         if self.hang:
             self.hang -= 1
             await self._released.wait()
-        answer = self.statuses.popleft() if self.statuses else self.default
+        answer = self.respond(received) if self.respond else None
+        if answer is None:
+            answer = self.statuses.popleft() if self.statuses else self.default
         status, headers = answer if isinstance(answer, tuple) else (answer, {})
         return web.json_response({"status": status}, status=status, headers=headers)
 
@@ -205,6 +209,17 @@ class Harness:
         headers = {"Calendly-Webhook-Signature": sign(key, t, body)}
         headers["Content-Type"] = "application/json"
         return await self.client.post("/hooks/calendly", data=body, headers=headers)
+
+    async def dispatch(self) -> int:
+        """Run the due dispatch jobs only; deliveries stay queued, their attempts unused."""
+        ran = 0
+        for job in await self.store.claim(self.clock.now(), 30, 100):
+            if job.kind == "dispatch":
+                await self.worker.process(job)
+                ran += 1
+            else:
+                await self.store.release(job, self.clock.now())
+        return ran
 
     async def accept(self, fixture: str) -> str:
         response = await self.post_calendly(fixture_bytes(fixture))

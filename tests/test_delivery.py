@@ -1,0 +1,339 @@
+"""Delivery you can trust: order per booking, circuit breakers, limits, disabling,
+replay, encryption at rest, and a worker that stops without losing its jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import redis.asyncio as aioredis
+
+from hub.crypto import new_key
+from hub.operations import dlq_list, replay
+from hub.store import EndpointPolicy
+from hub.store.redis import RedisStore
+from tests.conftest import REDIS_URL, fixture_json
+
+CREATED = "calendly/invitee_created.json"
+CANCELED = "calendly/invitee_canceled.json"
+
+
+def other_booking(fixture: str, n: int) -> bytes:
+    """The fixture webhook for another invitee (another booking)."""
+    payload = fixture_json(fixture)
+    invitee = payload["payload"]
+    invitee["uri"] = invitee["uri"].replace("INV0000000042", f"INV00000001{n:02d}")
+    invitee["email"] = f"client{n}@example.org"
+    return json.dumps(payload).encode()
+
+
+async def accept(hub, body: bytes) -> str:
+    response = await hub.post_calendly(body)
+    assert response.status == 202, await response.text()
+    return (await response.json())["id"]
+
+
+def sent(hub) -> list[tuple[str, str, int]]:
+    """(Calenso event, client email) of every request the sink got, in arrival order."""
+    out = []
+    for request in hub.sink.requests:
+        body = request.json()
+        out.append(
+            (body["event"].removeprefix("calenso.booking."), body["payload"]["customer"]["email"])
+        )
+    return out
+
+
+async def test_a_cancellation_never_overtakes_its_confirmation(start_hub) -> None:
+    hub = await start_hub()
+    failures = iter([500, 500])  # the confirmation's first message to Mara fails twice
+
+    def respond(received):
+        body = received.json()
+        if body["payload"]["customer"]["email"] == "mara.keller@example.org":
+            return next(failures, None)
+        return None
+
+    hub.sink.respond = respond
+    await hub.accept(CREATED)
+    await hub.accept(CANCELED)
+    await hub.worker.drain()
+    assert sent(hub) == [("inform-customer", "mara.keller@example.org")]
+
+    # another booking is not held up while Mara's waits for its retry
+    await accept(hub, other_booking(CREATED, 1))
+    await hub.worker.drain()
+    assert sent(hub)[1:] == [
+        ("inform-customer", "client1@example.org"),
+        ("inform-partner", "client1@example.org"),
+    ]
+
+    for _ in range(2):
+        hub.clock.advance(60)
+        await hub.worker.drain()
+    mara = [e for e, who in sent(hub) if who == "mara.keller@example.org"]
+    assert mara == [
+        "inform-customer",  # 500
+        "inform-customer",  # 500
+        "inform-customer",
+        "inform-partner",
+        "cancel.inform-customer",
+        "cancel.inform-partner",
+    ]
+    stats = await hub.store.stats()
+    assert (stats.due, stats.in_flight, stats.dead) == (0, 0, 0)
+
+
+async def test_a_dead_letter_does_not_block_the_next_message_of_its_booking(start_hub) -> None:
+    hub = await start_hub()
+    hub.sink.statuses.append(400)  # the first message is refused for good
+    await hub.accept(CREATED)
+    await hub.worker.drain()
+    assert [e for e, _ in sent(hub)] == ["inform-customer", "inform-partner"]
+    assert len(await hub.store.dead_letters()) == 1
+
+
+CIRCUIT = {"min_requests": 2, "failure_ratio": 0.5, "window": "1m", "open_for": "2m"}
+ONE_MESSAGE = [
+    {
+        "name": "customer",
+        "on": ["booking_confirmed"],
+        "send": [{"to": "inxmail", "event": "calenso.booking.inform-customer"}],
+    }
+]
+
+
+async def test_the_circuit_opens_holds_jobs_without_using_attempts_and_closes(start_hub) -> None:
+    hub = await start_hub(
+        destinations__inxmail__circuit=CIRCUIT, routes=ONE_MESSAGE, worker__concurrency=1
+    )
+    hub.sink.statuses.extend([503, 503])
+    for n in range(3):
+        await accept(hub, other_booking(CREATED, n))
+    await hub.worker.drain()
+
+    # two failures of two attempts: the circuit opened before the third was tried
+    assert len(hub.sink.requests) == 2
+    [state] = await hub.store.destination_states(["inxmail"])
+    assert state.state == "open"
+    assert state.reason == "2 of 2 attempts failed"
+    assert state.open_until == hub.clock.now() + 120
+
+    hub.clock.advance(60)  # the failed jobs' retries are due, the circuit is still open
+    assert await hub.worker.drain() == 0
+    assert len(hub.sink.requests) == 2
+
+    hub.clock.advance(61)  # open_for is over: one probe, it succeeds, the circuit closes
+    await hub.worker.drain()
+    [state] = await hub.store.destination_states(["inxmail"])
+    assert (state.state, state.reason) == ("closed", "probe succeeded")
+    assert len(hub.sink.requests) == 5
+    jobs = {r.json()["transactionId"] for r in hub.sink.requests}
+    attempts = sorted([len((await hub.store.get_job(j)).attempts) for j in jobs])
+    assert attempts == [1, 2, 2]  # the job held while the circuit was open used one
+    stats = await hub.store.stats()
+    assert (stats.due, stats.dead) == (0, 0)
+
+
+async def test_a_failed_probe_opens_the_circuit_again(start_hub) -> None:
+    hub = await start_hub(
+        destinations__inxmail__circuit=CIRCUIT, routes=ONE_MESSAGE, worker__concurrency=1
+    )
+    hub.sink.statuses.extend([503, 503, 503])
+    for n in range(2):
+        await accept(hub, other_booking(CREATED, n))
+    await hub.worker.drain()
+    hub.clock.advance(121)
+    await hub.worker.drain()
+    assert len(hub.sink.requests) == 3  # one probe only
+    [state] = await hub.store.destination_states(["inxmail"])
+    assert (state.state, state.reason) == ("open", "probe failed")
+
+
+async def test_410_gone_dead_letters_the_job_and_disables_the_destination(start_hub) -> None:
+    hub = await start_hub(routes=ONE_MESSAGE)
+    hub.sink.statuses.append(410)
+    await accept(hub, other_booking(CREATED, 1))
+    await hub.worker.drain()
+    [state] = await hub.store.destination_states(["inxmail"])
+    assert state.state == "disabled"
+    assert "410" in state.reason
+
+    await accept(hub, other_booking(CREATED, 2))
+    hub.clock.advance(3600)
+    await hub.worker.drain()
+    assert len(hub.sink.requests) == 1  # nothing is sent to a disabled destination
+    waiting = await hub.store.stats()
+    assert (waiting.due, waiting.dead) == (1, 1)
+
+    await hub.store.enable_destination("inxmail", hub.clock.now())
+    hub.clock.advance(60)
+    await hub.worker.drain()
+    assert len(hub.sink.requests) == 2
+    assert hub.sink.requests[1].json()["payload"]["customer"]["email"] == "client2@example.org"
+
+
+async def test_concurrency_limit_holds_across_workers(start_hub) -> None:
+    hub = await start_hub(destinations__inxmail__concurrency=1, routes=ONE_MESSAGE)
+    for n in range(3):
+        await accept(hub, other_booking(CREATED, n))
+    assert await hub.dispatch() == 3
+    # a second worker process: its own connection, the same policy from hub.yaml
+    elsewhere = RedisStore.from_url(
+        REDIS_URL, prefix=hub.prefix, endpoints={"inxmail": EndpointPolicy(concurrency=1)}
+    )
+    claimed = await hub.store.claim(hub.clock.now(), 30, 10)
+    assert len(claimed) == 1
+    assert await elsewhere.claim(hub.clock.now(), 30, 10) == []
+    await elsewhere.close()
+    [state] = await hub.store.destination_states(["inxmail"])
+    assert state.in_flight == 1
+    await hub.store.release(claimed[0], hub.clock.now())
+    [state] = await hub.store.destination_states(["inxmail"])
+    assert state.in_flight == 0
+
+
+async def test_dead_letters_are_listed_and_replayed_once(start_hub) -> None:
+    hub = await start_hub(routes=ONE_MESSAGE)
+    hub.sink.default = 503
+    await hub.accept(CREATED)
+    for _ in range(4):
+        await hub.worker.drain()
+        hub.clock.advance(3600)
+    [dead] = await hub.store.dead_letters()
+
+    out = io.StringIO()
+    await dlq_list(hub.store, out, destination="inxmail", since=None, limit=10, as_json=False)
+    assert dead.id in out.getvalue() and "3 attempts" in out.getvalue()
+    out = io.StringIO()
+    await dlq_list(hub.store, out, destination="elsewhere", since=None, limit=10, as_json=False)
+    assert out.getvalue() == "no dead letters\n"
+
+    hub.sink.default = 202
+    out = io.StringIO()
+    now = hub.clock.now()
+    assert (
+        await replay(hub.store, out, [dead.id], destination=None, since=None, resend=False, now=now)
+        == 0
+    )
+    assert (
+        await replay(hub.store, out, [dead.id], destination=None, since=None, resend=False, now=now)
+        == 1
+    )
+    assert out.getvalue().splitlines() == [
+        f"{dead.id}: due again",
+        f"{dead.id}: not a dead letter (replayed already, or unknown)",
+    ]
+    assert await hub.worker.drain() == 1
+    job = await hub.store.get_job(dead.id)
+    assert job.state == "done"
+    assert [a["outcome"] for a in job.attempts] == ["retry", "retry", "dead", "replayed", "done"]
+    assert len({r.json()["transactionId"] for r in hub.sink.requests}) == 1
+
+
+async def test_bulk_replay_by_destination_and_time(start_hub) -> None:
+    hub = await start_hub(routes=ONE_MESSAGE)
+    hub.sink.default = 404
+    await accept(hub, other_booking(CREATED, 1))
+    await hub.worker.drain()
+    hub.clock.advance(3600)
+    await accept(hub, other_booking(CREATED, 2))
+    await hub.worker.drain()
+    assert len(await hub.store.dead_letters()) == 2
+
+    hub.sink.default = 202
+    out = io.StringIO()
+    since = hub.clock.now() - 60  # only the one given up in the last minute
+    code = await replay(
+        hub.store, out, [], destination="inxmail", since=since, resend=False, now=hub.clock.now()
+    )
+    assert code == 0
+    await hub.worker.drain()
+    assert hub.sink.requests[-1].json()["payload"]["customer"]["email"] == "client2@example.org"
+    [left] = await hub.store.dead_letters()
+    assert left.payload["event"]["booking"]["client"]["email"] == "client1@example.org"
+
+
+async def test_replaying_an_event_routes_it_to_routes_it_missed(start_hub, sink) -> None:
+    hub = await start_hub(routes=ONE_MESSAGE)
+    event_id = await hub.accept(CREATED)
+    await hub.worker.drain()
+    assert [e for e, _ in sent(hub)] == ["inform-customer"]
+
+    # hub.yaml gains a route; the same store, a new process
+    grown = [
+        *ONE_MESSAGE,
+        {
+            "name": "partner",
+            "on": ["booking_confirmed"],
+            "send": [{"to": "inxmail", "event": "calenso.booking.inform-partner"}],
+        },
+    ]
+    later = await start_hub(routes=grown)
+    out = io.StringIO()
+    now = later.clock.now()
+    assert (
+        await replay(
+            later.store, out, [event_id], destination=None, since=None, resend=False, now=now
+        )
+        == 0
+    )
+    await replay(later.store, out, [event_id], destination=None, since=None, resend=False, now=now)
+    first, second = out.getvalue().splitlines()
+    assert "routed again (routes it has not been sent to)" in first
+    assert "a replay is pending already" in second  # one replay request, one job
+    await later.worker.drain()
+    assert [e for e, _ in sent(hub)] == ["inform-customer", "inform-partner"]
+
+    await replay(later.store, out, [event_id], destination=None, since=None, resend=True, now=now)
+    await later.worker.drain()
+    assert sorted(e for e, _ in sent(hub)[2:]) == ["inform-customer", "inform-partner"]
+
+
+async def test_personal_data_is_encrypted_at_rest_and_keys_rotate(start_hub) -> None:
+    old, new = new_key(), new_key()
+    hub = await start_hub(store__encryption_keys=[old])
+    hub.sink.default = 503
+    await hub.accept(CREATED)
+    await hub.worker.drain()  # the dispatch; deliveries wait for a retry
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        dump = b""
+        async for key in client.scan_iter(f"{hub.prefix}:*"):
+            kind = await client.type(key)
+            if kind == b"hash":
+                dump += b"".join(v for v in (await client.hgetall(key)).values())
+            elif kind == b"list":
+                dump += b"".join(await client.lrange(key, 0, -1))
+            elif kind == b"string":
+                dump += await client.get(key)
+        assert b"Mara" not in dump and b"mara.keller" not in dump and b"example.org" not in dump
+        assert len(dump) > 1000  # the encrypted event and jobs are there
+    finally:
+        await client.aclose()
+
+    # a new key first, the old one still decrypts what it wrote
+    rotated = await start_hub(store__encryption_keys=[new, old])
+    hub.sink.default = 202
+    rotated.clock.advance(3600)
+    await rotated.worker.drain()
+    assert {r.json()["payload"]["customer"]["email"] for r in hub.sink.requests[-2:]} == {
+        "mara.keller@example.org"
+    }
+
+
+async def test_stopping_a_worker_releases_what_cannot_finish(start_hub) -> None:
+    hub = await start_hub(worker__shutdown_grace="0s", routes=ONE_MESSAGE)
+    hub.sink.hang = 1
+    await hub.accept(CREATED)
+    assert await hub.dispatch() == 1  # the delivery hangs below
+    task = asyncio.create_task(hub.worker.run())
+    [held] = await hub.sink.wait_for(1)
+    hub.worker.stop()
+    await asyncio.wait_for(task, 10)
+    job = await hub.store.get_job(held.json()["transactionId"])
+    assert (job.state, job.attempts) == ("due", [])
+    [state] = await hub.store.destination_states(["inxmail"])
+    assert state.in_flight == 0
