@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from connectors.calendly import sign  # noqa: E402
 from hub.app import create_app  # noqa: E402
 from hub.config import parse_config  # noqa: E402
+from hub.logs import configure_logging  # noqa: E402
 from hub.plugins import get_plugin_manager  # noqa: E402
 
 KEY = "soak-signing-key"
@@ -298,6 +299,7 @@ def main() -> None:
         "--redis", default=os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     args = parser.parse_args()
+    configure_logging("warning", "json")
     report = asyncio.run(
         run_soak(
             bookings=args.bookings,
