@@ -126,8 +126,11 @@ class Worker:
             if free > 0:
                 try:
                     jobs = await self.store.claim(self.clock.now(), lease, free)
-                except StoreError as error:
-                    log.warning("worker.store_error", error=str(error), retry_in=backoff)
+                except Exception as error:  # the loop must outlive any one failure
+                    if isinstance(error, StoreError):
+                        log.warning("worker.store_error", error=str(error), retry_in=backoff)
+                    else:
+                        log.exception("worker.claim_error", retry_in=backoff)
                     await self._pause(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
@@ -264,7 +267,9 @@ class Worker:
         bound.warning(
             "job.retry", error=failure.error, status=failure.status, retry_in=round(delay, 3)
         )
-        return attempt, self.store.retry(job, attempt, started + delay, failure.health)
+        return attempt, self.store.retry(
+            job, attempt, started + delay, failure.health, now=self.clock.now()
+        )
 
     # --- dispatch ----------------------------------------------------------------------
 
@@ -295,8 +300,10 @@ class Worker:
             received_at=datetime.fromtimestamp(inbound.received_at, UTC),
         )
         events = source.normalize(orjson.loads(inbound.body), context)
+        # A dispatch that ran before (a replay of the event or of this job) must not send
+        # what was sent then, unless asked to.
         skip: set[str] = set()
-        if job.payload.get("replay") and not job.payload.get("resend"):
+        if not job.payload.get("resend"):
             skip = await self.store.sent_signatures(event_id)
         now = self.clock.now()
         spawn = []

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from hub.crypto import new_key
 from hub.operations import dlq_list, replay
-from hub.store import EndpointPolicy
+from hub.store import Attempt, EndpointPolicy
 from hub.store.redis import RedisStore
 from tests.conftest import REDIS_URL, fixture_json
 
@@ -337,3 +337,20 @@ async def test_stopping_a_worker_releases_what_cannot_finish(start_hub) -> None:
     assert (job.state, job.attempts) == ("due", [])
     [state] = await hub.store.destination_states(["inxmail"])
     assert state.in_flight == 0
+
+
+async def test_replaying_a_dead_dispatch_after_its_event_was_routed_again_sends_nothing_twice(
+    start_hub,
+) -> None:
+    hub = await start_hub(routes=ONE_MESSAGE)
+    event_id = await hub.accept(CREATED)
+    [dispatch] = await hub.store.claim(hub.clock.now(), 30, 10)
+    await hub.store.bury(dispatch, Attempt(1, hub.clock.now(), 1.0, "dead"), hub.clock.now(), "x")
+    out = io.StringIO()
+    now = hub.clock.now()
+    await replay(hub.store, out, [event_id], destination=None, since=None, resend=False, now=now)
+    await hub.worker.drain()
+    assert len(hub.sink.requests) == 1
+    await replay(hub.store, out, [dispatch.id], destination=None, since=None, resend=False, now=now)
+    assert await hub.worker.drain() == 1  # the dispatch runs, and finds it all sent
+    assert len(hub.sink.requests) == 1

@@ -138,3 +138,64 @@ async def test_finished_jobs_and_events_expire_after_the_retention(store, redis_
     ttl_job = await store.redis.ttl(store.keys.job(job.id))
     ttl_event = await store.redis.ttl(store.keys.event(accepted.id))
     assert 0 < ttl_job <= 60 and 0 < ttl_event <= 60
+
+
+async def test_a_payload_that_cannot_be_read_is_a_dead_letter_not_a_stuck_claim(redis_prefix):
+    from hub.crypto import Cipher, new_key
+
+    writer = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, cipher=Cipher([new_key()]))
+    reader = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, cipher=Cipher([new_key()]))
+    try:
+        await accept(writer, "lost key")
+        await accept(reader, "readable", now=NOW + 1)
+        [job] = await reader.claim(NOW + 2, 30, 10)  # one claim; the unreadable one is dead
+        assert job.payload["event_id"]
+        [dead] = await reader.dead_letters()
+        assert dead.reason.startswith("stored payload cannot be read")
+        assert await reader.claim(NOW + 3, 30, 10) == []  # not due again, ever
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_a_saturated_destination_does_not_starve_the_others(redis_prefix) -> None:
+    from hub.store import EndpointPolicy
+
+    store = RedisStore.from_url(
+        REDIS_URL, prefix=redis_prefix, endpoints={"a": EndpointPolicy(concurrency=1)}
+    )
+    try:
+        await accept(store)
+        [dispatch] = await store.claim(NOW, 30, 10)
+        spawn = [
+            NewJob(f"job_a{n:04d}", "deliver", {}, NOW, "a", dispatch.event_id, f"a|{n}")
+            for n in range(300)
+        ]
+        spawn.append(NewJob("job_b", "deliver", {}, NOW, "b", dispatch.event_id, "b|1"))
+        await store.complete(dispatch, attempt(dispatch), NOW, spawn)
+        claimed = []
+        for _ in range(3):
+            claimed += [job.id for job in await store.claim(NOW, 30, 16)]
+        assert "job_b" in claimed
+        assert sum(1 for job_id in claimed if job_id.startswith("job_a")) == 1
+    finally:
+        await store.close()
+
+
+async def test_replay_restarts_the_age_of_a_job(store) -> None:
+    await accept(store)
+    [job] = await store.claim(NOW, 30, 10)
+    await store.bury(job, attempt(job, "dead"), NOW, "gave up")
+    assert await store.replay(job.id, NOW + 86400 * 3)
+    assert (await store.get_job(job.id)).created_at == NOW + 86400 * 3
+
+
+async def test_a_lost_lease_blocks_every_outcome(store) -> None:
+    await accept(store)
+    [job] = await store.claim(NOW, 30, 10)
+    [again] = await store.claim(NOW + 31, 30, 10)
+    assert not await store.retry(job, attempt(job, "retry"), NOW + 60)
+    assert not await store.bury(job, attempt(job, "dead"), NOW + 32, "no")
+    assert not await store.release(job, NOW + 32)
+    assert (await store.get_job(job.id)).state == "running"
+    assert await store.complete(again, attempt(again), NOW + 32)

@@ -219,9 +219,15 @@ class Store(Protocol):
         ``health`` feeds the destination's circuit breaker."""
 
     async def retry(
-        self, job: Job, attempt: Attempt, due: float, health: Health | None = None
+        self,
+        job: Job,
+        attempt: Attempt,
+        due: float,
+        health: Health | None = None,
+        now: float | None = None,
     ) -> Recorded:
-        """Record the attempt and make ``job`` due again at ``due``."""
+        """Record the attempt and make ``job`` due again at ``due``. ``now`` (default: when
+        the attempt started) is when the outcome is known, for the circuit breaker."""
 
     async def bury(
         self,

@@ -65,7 +65,8 @@ local function unclaim(id, dest)
 end
 
 -- One outcome for a destination's circuit breaker. Returns the new state if it changed.
-local function breaker(dest, id, health, window, ratio, min_calls, open_for)
+-- With the circuit off, only the outcome of a probe still out is taken (it closes).
+local function breaker(dest, id, health, window, ratio, min_calls, open_for, enabled)
   local dk = p .. 'dest:' .. dest
   local s = redis.call('HMGET', dk, 'state', 'win_start', 'ok', 'fail', 'probe')
   local state = s[1] or 'closed'
@@ -73,7 +74,7 @@ local function breaker(dest, id, health, window, ratio, min_calls, open_for)
   if state == 'half_open' then
     if s[5] ~= id then return nil end
     redis.call('HSET', dk, 'probe', '')
-    if health == 'ok' then
+    if health == 'ok' or not enabled then
       redis.call('HSET', dk, 'win_start', now, 'ok', 0, 'fail', 0)
       set_state(dk, 'closed', 'probe succeeded')
       return 'closed'
@@ -82,6 +83,7 @@ local function breaker(dest, id, health, window, ratio, min_calls, open_for)
     set_state(dk, 'open', 'probe failed')
     return 'open'
   end
+  if not enabled then return nil end
   local start, ok, fail = num(s[2], 0), num(s[3], 0), num(s[4], 0)
   if now - start > window then start, ok, fail = now, 0, 0 end
   if health == 'ok' then ok = ok + 1 else fail = fail + 1 end
@@ -107,7 +109,7 @@ local existing = redis.call('GET', dk)
 if existing then return {existing, 1} end
 redis.call('SET', dk, event_id, 'EX', ttl)
 redis.call('HSET', p .. 'event:' .. event_id, 'source', source, 'body', body,
-           'received_at', now, 'order_key', okey)
+           'received_at', now, 'order_key', okey, 'dispatch_job', job_id)
 redis.call('ZADD', p .. 'events', now, event_id)
 redis.call('HSET', jk(job_id), 'kind', 'dispatch', 'payload', payload, 'attempts', 0,
            'created_at', now, 'event_id', event_id)
@@ -117,17 +119,18 @@ return {event_id, 0}
 )
 
 # ARGV: prefix, now, lease ms, limit, lease token, how many due jobs to look at,
-#       then pairs: destination, its concurrency limit
+#       then triples: destination, its concurrency limit (0: none), circuit on (1) or off (0)
 # Returns a flat list: id, kind, payload, attempts, destination, event_id, created_at, …
 CLAIM = (
     PRELUDE
     + """
 local lease, limit, token, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local max_in_flight = {}
+local max_in_flight, circuit_off = {}, {}
 local i = 7
 while ARGV[i] do
   max_in_flight[ARGV[i]] = tonumber(ARGV[i + 1])
-  i = i + 2
+  circuit_off[ARGV[i]] = ARGV[i + 2] == '0'
+  i = i + 3
 end
 local function defer(id, due)
   redis.call('HSET', jk(id), 'due_at', due)
@@ -154,7 +157,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'q:due', '-inf', now, 'LIMI
     local dk = p .. 'dest:' .. dest
     local d = redis.call('HMGET', dk, 'state', 'open_until', 'inflight', 'probe')
     local state = d[1] or 'closed'
+    if circuit_off[dest] and (state == 'open' or state == 'half_open') then state = 'closed' end
     if (max_in_flight[dest] or 0) > 0 and num(d[3], 0) >= max_in_flight[dest] then
+      defer(id, now + 100)  -- behind the jobs of other destinations that are due now
       go = false
     elseif state == 'disabled' then
       defer(id, now + 60000)
@@ -195,7 +200,7 @@ return out
 # ARGV: prefix, now, job id, lease token, outcome (done|retry|dead|release),
 #       attempt json ('' for release), due ms (retry) | reason (dead) | retention s (done),
 #       health (ok|fail|''), disable reason (''), breaker window ms, failure ratio,
-#       minimum attempts, open ms,
+#       minimum attempts, open ms, circuit on (1) or off (0),
 #       then for each spawned job: id, kind, payload, due ms, destination, event id,
 #       ordering key, signature
 # Returns {1 or 0 (lease lost), the destination's new circuit state or ''}
@@ -212,7 +217,7 @@ local changed = ''
 if dest and dest ~= '' then
   if health ~= '' then
     changed = breaker(dest, id, health, tonumber(ARGV[10]), tonumber(ARGV[11]),
-                      tonumber(ARGV[12]), tonumber(ARGV[13])) or ''
+                      tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14] == '1') or ''
   end
   if disable ~= '' then
     set_state(p .. 'dest:' .. dest, 'disabled', disable)
@@ -248,7 +253,7 @@ else
   redis.call('HSET', k, 'state', 'due', 'lease', '', 'due_at', now)
   redis.call('ZADD', p .. 'q:due', now, id)
 end
-local i = 14
+local i = 15
 while ARGV[i] do
   local sid = ARGV[i]
   redis.call('HSET', jk(sid), 'kind', ARGV[i + 1], 'payload', ARGV[i + 2], 'attempts', 0,
@@ -274,7 +279,7 @@ local id = ARGV[3]
 local k = jk(id)
 if redis.call('HGET', k, 'state') ~= 'dead' then return 0 end
 redis.call('ZREM', p .. 'q:dead', id)
-redis.call('HSET', k, 'attempts', 0, 'reason', '', 'finished_at', '')
+redis.call('HSET', k, 'attempts', 0, 'reason', '', 'finished_at', '', 'created_at', now)
 redis.call('HINCRBY', k, 'replays', 1)
 redis.call('RPUSH', k .. ':attempts', cjson.encode({outcome = 'replayed', started_at = now / 1000}))
 enqueue(id, now, redis.call('HGET', k, 'order_key') or '')
@@ -291,11 +296,12 @@ local event_id, job_id, payload, ttl = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[
 local ek = p .. 'event:' .. event_id
 if redis.call('EXISTS', ek) == 0 then return {'', 0} end
 local rk = p .. 'replay:' .. event_id
-local current = redis.call('GET', rk)
-if current then
-  local state = redis.call('HGET', jk(current), 'state')
-  if state == 'due' or state == 'blocked' or state == 'running' or state == 'retry' then
-    return {current, 0}
+for _, current in ipairs({redis.call('GET', rk), redis.call('HGET', ek, 'dispatch_job')}) do
+  if current then
+    local state = redis.call('HGET', jk(current), 'state')
+    if state == 'due' or state == 'blocked' or state == 'running' or state == 'retry' then
+      return {current, 0}
+    end
   end
 end
 redis.call('SET', rk, job_id, 'EX', ttl)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -71,8 +72,10 @@ class RedisStore:
         self.retention = int(retention)
         self.endpoints = dict(endpoints or {})
         self.cipher = cipher
-        self._limits = [
-            v for name, e in self.endpoints.items() if e.concurrency for v in (name, e.concurrency)
+        self._gates = [
+            value
+            for name, e in self.endpoints.items()
+            for value in (name, e.concurrency, 1 if e.circuit else 0)
         ]
         self._accept = client.register_script(ACCEPT)
         self._claim = client.register_script(CLAIM)
@@ -175,25 +178,34 @@ class RedisStore:
                     limit,
                     token,
                     limit * 8 + 64,
-                    *self._limits,
+                    *self._gates,
                 ]
             )
         )
         jobs = []
         for i in range(0, len(flat), 7):
             job_id, kind, payload, attempts, destination, event_id, created = flat[i : i + 7]
-            jobs.append(
-                Job(
-                    id=job_id.decode(),
-                    kind=kind.decode(),
-                    payload=orjson.loads(self._open(payload)),
-                    attempt=int(attempts),
-                    lease=token,
-                    destination=_text(destination) or None,
-                    event_id=_text(event_id) or None,
-                    created_at=int(created) / 1000,
-                )
+            job = Job(
+                id=job_id.decode(),
+                kind=kind.decode(),
+                payload={},
+                attempt=int(attempts),
+                lease=token,
+                destination=_text(destination) or None,
+                event_id=_text(event_id) or None,
+                created_at=int(created) / 1000,
             )
+            try:
+                job = replace(job, payload=orjson.loads(self._open(payload)))
+            except (StoreError, ValueError) as error:
+                # It can never run (a key that was dropped, say): a dead letter at once,
+                # so it neither blocks the rest of this claim nor comes back every lease.
+                reason = f"stored payload cannot be read: {error}"
+                await self.bury(
+                    job, Attempt(job.attempt, now, 0.0, "dead", error=reason), now, reason
+                )
+                continue
+            jobs.append(job)
         return jobs
 
     async def _finish_job(
@@ -209,8 +221,6 @@ class RedisStore:
         disable: str | None = None,
     ) -> Recorded:
         policy = self.endpoints.get(job.destination or "", _NO_POLICY)
-        if not policy.circuit:
-            health = None
         args: list[Any] = [
             self.keys.prefix,
             _ms(now),
@@ -225,6 +235,7 @@ class RedisStore:
             policy.failure_ratio,
             policy.min_requests,
             _ms(policy.open_for),
+            1 if policy.circuit else 0,
         ]
         for new in spawn or ():
             args += [
@@ -253,11 +264,15 @@ class RedisStore:
         )
 
     async def retry(
-        self, job: Job, attempt: Attempt, due: float, health: Health | None = None
+        self,
+        job: Job,
+        attempt: Attempt,
+        due: float,
+        health: Health | None = None,
+        now: float | None = None,
     ) -> Recorded:
-        return await self._finish_job(
-            job, "retry", attempt.started_at, attempt, _ms(due), health=health
-        )
+        now = attempt.started_at if now is None else now
+        return await self._finish_job(job, "retry", now, attempt, _ms(due), health=health)
 
     async def bury(
         self,
@@ -316,11 +331,15 @@ class RedisStore:
     # --- read side ---------------------------------------------------------------------
 
     def _job_info(self, job_id: str, data: dict[bytes, bytes], attempts: list[bytes]) -> JobInfo:
+        try:
+            payload = orjson.loads(self._open(data[b"payload"]))
+        except (StoreError, ValueError) as error:
+            payload = {"unreadable": str(error)}
         return JobInfo(
             id=job_id,
             kind=data[b"kind"].decode(),
             state=data[b"state"].decode(),
-            payload=orjson.loads(self._open(data[b"payload"])),
+            payload=payload,
             attempts=[orjson.loads(a) for a in attempts],
             destination=_text(data.get(b"destination")) or None,
             event_id=_text(data.get(b"event_id")) or None,
