@@ -66,6 +66,7 @@ class Report:
     order_violations: list[str] = field(default_factory=list)
     id_violations: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    in_flight_after: int = -1  # the destination's in-flight count once all is done
 
     @property
     def expected(self) -> int:
@@ -84,6 +85,7 @@ class Report:
             f"{self.kills * concurrency})",
             f"order violations      {len(self.order_violations)}",
             f"idempotency-id splits {len(self.id_violations)}",
+            f"in flight at the end  {self.in_flight_after}",
             f"wall time             {self.seconds:.1f} s "
             f"({self.expected / max(self.seconds, 1e-9):.0f} messages/s)",
         ]
@@ -124,7 +126,14 @@ def _config(redis_url: str, prefix: str, sink: str, concurrency: int) -> dict[st
                     "attempts": 40,
                     "jitter": 0.2,
                 },
-                "circuit": {"enabled": False},
+                # gates on, so their bookkeeping is exercised while workers die
+                "concurrency": max(concurrency // 2, 1),
+                "circuit": {
+                    "window": "1s",
+                    "failure_ratio": 0.7,
+                    "min_requests": 20,
+                    "open_for": "200ms",
+                },
             }
         },
         "routes": [
@@ -278,6 +287,7 @@ async def run_soak(
         await hub_runner.cleanup()
         await sink_runner.cleanup()
         client = aioredis.Redis.from_url(redis_url)
+        report.in_flight_after = int(await client.hget(f"{prefix}:dest:inxmail", "inflight") or 0)
         keys = [k async for k in client.scan_iter(f"{prefix}:*", count=1000)]
         for i in range(0, len(keys), 500):
             await client.delete(*keys[i : i + 500])
@@ -312,6 +322,8 @@ def main() -> None:
     )
     print("\n".join(report.lines(args.concurrency)))
     problems = report.missing + report.order_violations + report.id_violations
+    if report.in_flight_after != 0:
+        problems.append(f"{report.in_flight_after} attempts still counted in flight")
     if problems or report.duplicates > report.kills * args.concurrency:
         print("FAILED:", *problems[:20], sep="\n  ")
         sys.exit(1)

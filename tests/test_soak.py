@@ -22,3 +22,4 @@ async def test_soak_flaky_destination_and_killed_workers(tmp_path) -> None:
     assert report.order_violations == []
     assert report.id_violations == []
     assert report.duplicates <= report.kills * 8
+    assert report.in_flight_after == 0  # no slot of the concurrency limit leaked
