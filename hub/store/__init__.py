@@ -31,14 +31,16 @@ __all__ = [
     "Job",
     "JobInfo",
     "NewJob",
+    "Paired",
     "QueueStats",
     "Recorded",
     "Redispatch",
     "Store",
+    "StoredBooking",
     "open_store",
 ]
 
-JobKind = Literal["dispatch", "deliver"]
+JobKind = Literal["dispatch", "deliver", "timer"]
 JobState = Literal["due", "blocked", "running", "retry", "done", "dead"]
 Health = Literal["ok", "fail"]
 
@@ -70,6 +72,7 @@ class NewJob:
     event_id: str | None = None
     order_key: str | None = None
     signature: str | None = None
+    key: str | None = None  # enqueueing another job under the same key replaces this one
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,24 @@ class Recorded:
 
 
 @dataclass(frozen=True)
+class StoredBooking:
+    """A booking as it stands: the canonical booking (JSON) and its sequence."""
+
+    snapshot: dict[str, Any]
+    sequence: int
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The outcome of offering one half of a pair: ``paired`` (``partner`` is the other
+    half's event), ``alone`` (this half may go on its own), ``wait`` (it waits for its
+    partner, at most until the fallback job), or ``done`` (the pair was handled already)."""
+
+    status: Literal["paired", "alone", "wait", "done"]
+    partner: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Redispatch:
     job_id: str | None  # None: the event is no longer stored
     created: bool  # False: a replay of this event was pending already
@@ -214,9 +235,11 @@ class Store(Protocol):
         now: float,
         spawn: list[NewJob] | None = None,
         health: Health | None = None,
+        unschedule: list[str] | None = None,
     ) -> Recorded:
-        """Mark ``job`` done and enqueue ``spawn`` atomically. False if the lease was lost.
-        ``health`` feeds the destination's circuit breaker."""
+        """Mark ``job`` done, enqueue ``spawn`` and drop the jobs scheduled under the keys
+        ``unschedule``, atomically. False if the lease was lost. ``health`` feeds the
+        destination's circuit breaker."""
 
     async def retry(
         self,
@@ -246,6 +269,43 @@ class Store(Protocol):
 
     async def next_due(self) -> float | None:
         """When the earliest due job is due, or None if none is."""
+
+    # bookings
+    async def record_booking(
+        self,
+        uid: str,
+        event_id: str,
+        snapshot: dict[str, Any],
+        new_version: bool,
+        refs: list[str],
+        now: float,
+    ) -> int:
+        """Keep a booking's current state; ``refs`` (provider references) will find it.
+        Returns its sequence, one higher for each new version (reschedule, cancellation).
+        Recording the same event twice changes nothing."""
+
+    async def get_booking(self, uid: str) -> StoredBooking | None: ...
+
+    async def booking_by_ref(self, ref: str) -> StoredBooking | None:
+        """The booking a provider reference names, if the hub has seen it."""
+
+    async def pair(
+        self,
+        key: str,
+        role: str,
+        event: dict[str, Any],
+        alone_ok: bool,
+        fallback: NewJob,
+        now: float,
+    ) -> Paired:
+        """Offer one half of a pair. The first half waits unless ``alone_ok``; the
+        ``fallback`` timer job runs if its partner has not come by its due time."""
+
+    async def pair_timeout(self, key: str, now: float) -> dict[str, Any] | None:
+        """The waiting half's event, if it is still alone (and now never will be paired)."""
+
+    async def scheduled(self, key: str) -> JobInfo | None:
+        """The job scheduled under a key, if any."""
 
     # dead letters and replay
     async def replay(self, job_id: str, now: float) -> bool:

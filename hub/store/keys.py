@@ -13,6 +13,10 @@
     {p}:job:{id}                hash        kind, payload, state, attempts, lease, …
     {p}:job:{id}:attempts       list        one JSON record per attempt
     {p}:dest:{name}             hash        circuit state, window counters, jobs in flight
+    {p}:jobkey:{key}            string      the job scheduled under a key (reminders, timers)
+    {p}:booking:{uid}           hash        a booking's current snapshot and sequence
+    {p}:bookref:{ref}           string      booking uid of a provider reference
+    {p}:pair:{key}              hash        one half of a two-webhook change, waiting
 
 The Lua scripts of ``hub/store/redis.py`` build the same names from the prefix they are
 given (a single Redis, not a Cluster, is assumed).
@@ -49,3 +53,12 @@ class Keys:
 
     def destination(self, name: str) -> str:
         return f"{self.prefix}dest:{name}"
+
+    def booking(self, uid: str) -> str:
+        return f"{self.prefix}booking:{uid}"
+
+    def booking_ref(self, ref: str) -> str:
+        return f"{self.prefix}bookref:{ref}"
+
+    def job_key(self, key: str) -> str:
+        return f"{self.prefix}jobkey:{key}"

@@ -8,7 +8,7 @@ key, and the circuit breaker of a destination.
 
 from __future__ import annotations
 
-__all__ = ["ACCEPT", "CLAIM", "FINISH", "REDISPATCH", "REPLAY"]
+__all__ = ["ACCEPT", "BOOK", "CLAIM", "FINISH", "PAIR", "PAIR_TIMEOUT", "REDISPATCH", "REPLAY"]
 
 PRELUDE = """
 local p = ARGV[1]
@@ -48,6 +48,28 @@ local function leave(id)
     local due = math.max(num(redis.call('HGET', jk(head), 'due_at'), now), now)
     redis.call('HSET', jk(head), 'state', 'due', 'due_at', due)
     redis.call('ZADD', p .. 'q:due', due, head)
+  end
+end
+
+-- Drop the job scheduled under `key` (a reminder moved or cancelled), unless it is
+-- running: then it finishes.
+local function unschedule(key)
+  local kk = p .. 'jobkey:' .. key
+  local old = redis.call('GET', kk)
+  if not old then return end
+  redis.call('DEL', kk)
+  local state = redis.call('HGET', jk(old), 'state')
+  if state == 'due' or state == 'retry' then
+    redis.call('ZREM', p .. 'q:due', old)
+    redis.call('DEL', jk(old), jk(old) .. ':attempts')
+  end
+end
+
+-- A keyed job is finished: its key no longer names it.
+local function forget_key(id)
+  local key = redis.call('HGET', jk(id), 'key')
+  if key and key ~= '' and redis.call('GET', p .. 'jobkey:' .. key) == id then
+    redis.call('DEL', p .. 'jobkey:' .. key)
   end
 end
 
@@ -200,9 +222,10 @@ return out
 # ARGV: prefix, now, job id, lease token, outcome (done|retry|dead|release),
 #       attempt json ('' for release), due ms (retry) | reason (dead) | retention s (done),
 #       health (ok|fail|''), disable reason (''), breaker window ms, failure ratio,
-#       minimum attempts, open ms, circuit on (1) or off (0),
+#       minimum attempts, open ms, circuit on (1) or off (0), number of spawned jobs,
 #       then for each spawned job: id, kind, payload, due ms, destination, event id,
-#       ordering key, signature
+#       ordering key, signature, job key (a job already under that key is replaced),
+#       then job keys to unschedule
 # Returns {1 or 0 (lease lost), the destination's new circuit state or ''}
 FINISH = (
     PRELUDE
@@ -235,6 +258,7 @@ if outcome == 'done' then
   local ttl = tonumber(extra)
   redis.call('HSET', k, 'state', 'done', 'lease', '', 'finished_at', now)
   leave(id)
+  forget_key(id)
   redis.call('EXPIRE', k, ttl)
   redis.call('EXPIRE', k .. ':attempts', ttl)
   if dispatch then
@@ -248,21 +272,31 @@ elseif outcome == 'dead' then
   redis.call('HSET', k, 'state', 'dead', 'lease', '', 'finished_at', now, 'reason', extra)
   redis.call('ZADD', p .. 'q:dead', now, id)
   leave(id)
+  forget_key(id)
 else
   redis.call('HINCRBY', k, 'attempts', -1)
   redis.call('HSET', k, 'state', 'due', 'lease', '', 'due_at', now)
   redis.call('ZADD', p .. 'q:due', now, id)
 end
-local i = 15
-while ARGV[i] do
-  local sid = ARGV[i]
+local i = 16
+for _ = 1, tonumber(ARGV[15]) do
+  local sid, key = ARGV[i], ARGV[i + 8]
+  if key ~= '' then
+    unschedule(key)
+    redis.call('SET', p .. 'jobkey:' .. key, sid)
+  end
   redis.call('HSET', jk(sid), 'kind', ARGV[i + 1], 'payload', ARGV[i + 2], 'attempts', 0,
-             'created_at', now, 'destination', ARGV[i + 4], 'event_id', ARGV[i + 5])
+             'created_at', now, 'destination', ARGV[i + 4], 'event_id', ARGV[i + 5],
+             'key', key)
   enqueue(sid, tonumber(ARGV[i + 3]), ARGV[i + 6])
   if ARGV[i + 7] ~= '' then
     redis.call('SADD', p .. 'event:' .. ARGV[i + 5] .. ':sent', ARGV[i + 7])
   end
-  i = i + 8
+  i = i + 9
+end
+while ARGV[i] do
+  unschedule(ARGV[i])
+  i = i + 1
 end
 if outcome == 'done' and dispatch then
   redis.call('EXPIRE', p .. 'event:' .. event_id .. ':sent', tonumber(extra))
@@ -310,5 +344,80 @@ redis.call('HSET', jk(job_id), 'kind', 'dispatch', 'payload', payload, 'attempts
            'created_at', now, 'event_id', event_id)
 enqueue(job_id, now, redis.call('HGET', ek, 'order_key') or '')
 return {job_id, 1}
+"""
+)
+
+# ARGV: prefix, now, booking uid, event id, snapshot, bump (1: a new version of the
+#       booking), then provider references that name it
+# Returns the booking's sequence (the iCalendar SEQUENCE of its current version).
+BOOK = (
+    PRELUDE
+    + """
+local uid, event_id, snapshot, bump = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local bk = p .. 'booking:' .. uid
+local seen = redis.call('HMGET', bk, 'last_event', 'sequence')
+if seen[1] == event_id then return tonumber(seen[2]) end
+local sequence = 0
+if seen[2] then
+  sequence = tonumber(seen[2])
+  if bump == '1' then sequence = sequence + 1 end
+end
+redis.call('HSET', bk, 'snapshot', snapshot, 'sequence', sequence, 'last_event', event_id,
+           'updated_at', now)
+local i = 7
+while ARGV[i] do
+  redis.call('SET', p .. 'bookref:' .. ARGV[i], uid)
+  i = i + 1
+end
+return sequence
+"""
+)
+
+# The two halves of one change that a provider sends as two webhooks (Calendly's
+# reschedule: the old invitee cancelled, the new one created), in either order.
+# ARGV: prefix, now, pair key, role, this half's event, may it go alone now (1|0),
+#       ttl s, fallback job id, fallback due ms, fallback job payload
+# Returns {'paired', the other half's event} | {'alone'} | {'wait'} | {'done'}
+PAIR = (
+    PRELUDE
+    + """
+local key, role, event, alone_ok, ttl = ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local pk = p .. 'pair:' .. key
+local state = redis.call('HMGET', pk, 'state', 'role', 'event', 'fallback')
+if state[1] == 'done' then return {'done'} end
+if state[1] == 'waiting' then
+  if state[2] == role then return {'done'} end
+  unschedule('pair|' .. key)
+  redis.call('HSET', pk, 'state', 'done', 'role', role)
+  redis.call('HDEL', pk, 'event')
+  redis.call('EXPIRE', pk, ttl)
+  return {'paired', state[3]}
+end
+if alone_ok == '1' then
+  redis.call('HSET', pk, 'state', 'done', 'role', role)
+  redis.call('EXPIRE', pk, ttl)
+  return {'alone'}
+end
+redis.call('HSET', pk, 'state', 'waiting', 'role', role, 'event', event)
+redis.call('EXPIRE', pk, ttl)
+local fid = ARGV[8]
+redis.call('SET', p .. 'jobkey:pair|' .. key, fid)
+redis.call('HSET', jk(fid), 'kind', 'timer', 'payload', ARGV[10], 'attempts', 0,
+           'created_at', now, 'key', 'pair|' .. key)
+enqueue(fid, tonumber(ARGV[9]), '')
+return {'wait'}
+"""
+)
+
+# ARGV: prefix, now, pair key.  Returns the waiting half's event if it is still alone.
+PAIR_TIMEOUT = (
+    PRELUDE
+    + """
+local pk = p .. 'pair:' .. ARGV[3]
+if redis.call('HGET', pk, 'state') ~= 'waiting' then return false end
+local event = redis.call('HGET', pk, 'event')
+redis.call('HSET', pk, 'state', 'done')
+redis.call('HDEL', pk, 'event')
+return event
 """
 )

@@ -29,12 +29,14 @@ from hub.store import (
     Job,
     JobInfo,
     NewJob,
+    Paired,
     QueueStats,
     Recorded,
     Redispatch,
+    StoredBooking,
 )
 from hub.store.keys import Keys
-from hub.store.lua import ACCEPT, CLAIM, FINISH, REDISPATCH, REPLAY
+from hub.store.lua import ACCEPT, BOOK, CLAIM, FINISH, PAIR, PAIR_TIMEOUT, REDISPATCH, REPLAY
 
 __all__ = ["RedisStore"]
 
@@ -82,6 +84,9 @@ class RedisStore:
         self._finish = client.register_script(FINISH)
         self._replay = client.register_script(REPLAY)
         self._redispatch = client.register_script(REDISPATCH)
+        self._book = client.register_script(BOOK)
+        self._pair = client.register_script(PAIR)
+        self._pair_timeout = client.register_script(PAIR_TIMEOUT)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -219,6 +224,7 @@ class RedisStore:
         spawn: list[NewJob] | None = None,
         health: Health | None = None,
         disable: str | None = None,
+        unschedule: list[str] | None = None,
     ) -> Recorded:
         policy = self.endpoints.get(job.destination or "", _NO_POLICY)
         args: list[Any] = [
@@ -236,6 +242,7 @@ class RedisStore:
             policy.min_requests,
             _ms(policy.open_for),
             1 if policy.circuit else 0,
+            len(spawn or ()),
         ]
         for new in spawn or ():
             args += [
@@ -247,7 +254,9 @@ class RedisStore:
                 new.event_id or "",
                 new.order_key or "",
                 new.signature or "",
+                new.key or "",
             ]
+        args += unschedule or []
         kept, changed = await self._call(self._finish(args=args))
         return Recorded(bool(kept), _text(changed) or None)
 
@@ -258,9 +267,17 @@ class RedisStore:
         now: float,
         spawn: list[NewJob] | None = None,
         health: Health | None = None,
+        unschedule: list[str] | None = None,
     ) -> Recorded:
         return await self._finish_job(
-            job, "done", now, attempt, self.retention, spawn=spawn, health=health
+            job,
+            "done",
+            now,
+            attempt,
+            self.retention,
+            spawn=spawn,
+            health=health,
+            unschedule=unschedule,
         )
 
     async def retry(
@@ -293,6 +310,80 @@ class RedisStore:
     async def next_due(self) -> float | None:
         first = await self._call(self.redis.zrange(self.keys.due, 0, 0, withscores=True))
         return first[0][1] / 1000 if first else None
+
+    # --- bookings ----------------------------------------------------------------------
+
+    async def record_booking(
+        self,
+        uid: str,
+        event_id: str,
+        snapshot: dict[str, Any],
+        new_version: bool,
+        refs: list[str],
+        now: float,
+    ) -> int:
+        sequence = await self._call(
+            self._book(
+                args=[
+                    self.keys.prefix,
+                    _ms(now),
+                    uid,
+                    event_id,
+                    self._payload(snapshot),
+                    1 if new_version else 0,
+                    *refs,
+                ]
+            )
+        )
+        return int(sequence)
+
+    async def get_booking(self, uid: str) -> StoredBooking | None:
+        data = await self._call(self.redis.hmget(self.keys.booking(uid), "snapshot", "sequence"))
+        if not data[0]:
+            return None
+        return StoredBooking(orjson.loads(self._open(data[0])), int(data[1]))
+
+    async def booking_by_ref(self, ref: str) -> StoredBooking | None:
+        uid = await self._call(self.redis.get(self.keys.booking_ref(ref)))
+        return await self.get_booking(uid.decode()) if uid else None
+
+    async def pair(
+        self,
+        key: str,
+        role: str,
+        event: dict[str, Any],
+        alone_ok: bool,
+        fallback: NewJob,
+        now: float,
+    ) -> Paired:
+        ttl = max(int(fallback.due - now) * 2, 3600)
+        result = await self._call(
+            self._pair(
+                args=[
+                    self.keys.prefix,
+                    _ms(now),
+                    key,
+                    role,
+                    self._payload(event),
+                    1 if alone_ok else 0,
+                    ttl,
+                    fallback.id,
+                    _ms(fallback.due),
+                    self._payload(fallback.payload),
+                ]
+            )
+        )
+        status = result[0].decode()
+        partner = orjson.loads(self._open(result[1])) if status == "paired" else None
+        return Paired(status, partner)
+
+    async def pair_timeout(self, key: str, now: float) -> dict[str, Any] | None:
+        event = await self._call(self._pair_timeout(args=[self.keys.prefix, _ms(now), key]))
+        return orjson.loads(self._open(event)) if event else None
+
+    async def scheduled(self, key: str) -> JobInfo | None:
+        job_id = await self._call(self.redis.get(self.keys.job_key(key)))
+        return await self.get_job(job_id.decode()) if job_id else None
 
     # --- dead letters and replay -------------------------------------------------------
 
