@@ -36,6 +36,13 @@ from hub.units import Duration
 log = structlog.get_logger(__name__)
 
 SIGNATURE_HEADER = "Calendly-Webhook-Signature"
+# Events whose payload is an Invitee; the others are accepted and ignored.
+INVITEE_EVENTS = (
+    "invitee.created",
+    "invitee.canceled",
+    "invitee_no_show.created",
+    "invitee_no_show.deleted",
+)
 
 
 class CalendlyConfig(SourceConfig):
@@ -43,6 +50,14 @@ class CalendlyConfig(SourceConfig):
     tolerance: Duration = Field(
         timedelta(seconds=180),
         description="Oldest (and furthest in the future) signature timestamp accepted",
+    )
+    reschedule_window: Duration = Field(
+        timedelta(minutes=10),
+        description="How long one half of a reschedule waits for the other; a cancelled "
+        "half left alone is then a cancellation",
+    )
+    host_time_zone: str = Field(
+        "UTC", description="The hosts' time zone (Calendly does not send it): host.starts_at"
     )
 
 
@@ -97,32 +112,75 @@ class Calendly(SourceConnector):
         uri = invitee.get("uri") if isinstance(invitee, dict) else None
         return uri if isinstance(uri, str) else None
 
-    def normalize(self, payload: dict[str, Any], context: NormalizeContext) -> list[BookingEvent]:
+    async def normalize(
+        self, payload: dict[str, Any], context: NormalizeContext
+    ) -> list[BookingEvent]:
         name = payload["event"]
         invitee = payload["payload"]
-        if name == "invitee.created":
-            kind = "booking_rescheduled" if invitee.get("old_invitee") else "booking_confirmed"
-        elif name == "invitee.canceled":
-            if invitee.get("rescheduled") or invitee.get("new_invitee"):
-                # The cancelled half of a reschedule: the new invitee's webhook carries it.
-                log.info("calendly.reschedule_half", event_id=context.inbound_event_id)
-                return []
-            kind = "booking_cancelled"
-        else:
+        if name not in INVITEE_EVENTS:
             log.info("calendly.ignored", event_id=context.inbound_event_id, calendly_event=name)
             return []
-        return [
-            BookingEvent(
+        ref = invitee["uri"]
+
+        def event(kind: str, booking: Booking, original: Booking | None = None) -> BookingEvent:
+            return BookingEvent(
                 id=context.event_id(0),
                 type=kind,
                 source=context.source,
                 inbound_event_id=context.inbound_event_id,
                 occurred_at=payload["created_at"],
                 received_at=context.received_at,
-                booking=booking_from_invitee(invitee),
+                booking=booking,
+                original=original,
                 raw=payload,
             )
-        ]
+
+        window = self.config.reschedule_window
+        if name == "invitee.created" and invitee.get("old_invitee"):
+            # The new half of a reschedule: one booking_rescheduled, whichever half comes
+            # first. The pair is named by the old invitee, which both halves know.
+            old = invitee["old_invitee"]
+            original = await context.bookings.by_ref(old)
+            booking = self.booking(invitee, original.id if original else old)
+            alone = event("booking_rescheduled", booking, original)
+            outcome, partner = await context.bookings.pair(
+                old, "created", alone, alone_ok=original is not None, window=window
+            )
+            if outcome == "paired" and partner is not None:
+                return [event("booking_rescheduled", booking, partner.booking)]
+            return [alone] if outcome == "alone" else []
+
+        known = await context.bookings.by_ref(ref)
+        booking = self.booking(invitee, known.id if known else ref)
+        if name == "invitee.created":
+            return [event("booking_confirmed", booking)]
+        if name == "invitee.canceled" and (
+            invitee.get("rescheduled") or invitee.get("new_invitee")
+        ):
+            # The old half of a reschedule: no cancellation, unless its partner never comes.
+            outcome, partner = await context.bookings.pair(
+                ref,
+                "cancelled",
+                event("booking_cancelled", booking),
+                alone_ok=False,
+                window=window,
+            )
+            if outcome == "paired" and partner is not None:
+                return [event("booking_rescheduled", partner.booking, booking)]
+            log.info("calendly.reschedule_half", event_id=context.inbound_event_id, pairing=outcome)
+            return []
+        if name == "invitee.canceled":
+            return [event("booking_cancelled", booking)]
+        if name == "invitee_no_show.created":
+            return [event("marked_no_show", booking.model_copy(update={"no_show": True}))]
+        return [event("no_show_removed", booking)]
+
+    def booking(self, invitee: Mapping[str, Any], booking_id: str) -> Booking:
+        booking = booking_from_invitee(invitee, booking_id)
+        if booking.host is not None and booking.host.time_zone is None:
+            host = booking.host.model_copy(update={"time_zone": self.config.host_time_zone})
+            booking = booking.model_copy(update={"host": host})
+        return booking
 
 
 def _person_from_membership(member: Mapping[str, Any]) -> Person:
@@ -137,8 +195,9 @@ def _person_from_membership(member: Mapping[str, Any]) -> Person:
     )
 
 
-def booking_from_invitee(invitee: Mapping[str, Any]) -> Booking:
-    """A canonical booking from a Calendly Invitee resource."""
+def booking_from_invitee(invitee: Mapping[str, Any], booking_id: str | None = None) -> Booking:
+    """A canonical booking from a Calendly Invitee resource. ``booking_id`` is the stable id
+    of the booking it is a version of (by default the invitee's own URI)."""
     event = invitee["scheduled_event"]
     memberships = event.get("event_memberships") or []
     where = event.get("location") or None
@@ -148,9 +207,10 @@ def booking_from_invitee(invitee: Mapping[str, Any]) -> Booking:
         "cancel": invitee.get("cancel_url"),
         "reschedule": invitee.get("reschedule_url"),
     }
+    booking_id = booking_id or invitee["uri"]
     return Booking(
-        id=invitee["uri"],
-        uid=booking_uuid(invitee["uri"]),
+        id=booking_id,
+        uid=booking_uuid(booking_id),
         provider_ref=invitee["uri"],
         status="cancelled" if invitee["status"] == "canceled" else "active",
         meeting=Meeting(id=event.get("event_type"), name=event.get("name")),

@@ -16,8 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from hub.conditions import Condition, compile_condition
 from hub.errors import ConfigError
 from hub.model import EventType
 from hub.retry import RetryPolicy
@@ -144,15 +154,64 @@ class ActionSpec(BaseModel):
     to: str = Field(description="Name of a destination")
 
 
+TIME_TRIGGERS = ("before_meeting_starts", "after_meeting_ends")
+
+
 class RouteConfig(_Section):
     name: str
     on: list[EventType] = Field(description="Event types that trigger the route")
     send: list[ActionSpec] = Field(min_length=1)
+    meetings: list[str] = Field(
+        [],
+        description="Only bookings of these meetings (id, e.g. a Calendly event type URI, or name)",
+    )
+    when: str | None = Field(
+        None, description="CEL expression over the event; the route runs if true"
+    )
+    offset: Duration | None = Field(
+        None, description="Time triggers: how long before the start / after the end"
+    )
+    if_late: Literal["skip", "now"] = Field(
+        "skip",
+        description="before_meeting_starts, for a booking made later than start - offset: "
+        "no reminder, or one at once",
+    )
+    keep_on_no_show: bool = Field(
+        False, description="after_meeting_ends: still send when the client was a no-show"
+    )
 
     @field_validator("on", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> RouteConfig:
+        timed = [t for t in self.on if t in TIME_TRIGGERS]
+        if timed and len(self.on) > 1:
+            raise ValueError(
+                f"route {self.name!r}: a time trigger ({timed[0]}) must be the route's only `on`"
+            )
+        if timed and self.offset is None:
+            raise ValueError(f"route {self.name!r}: {timed[0]} needs an `offset`, e.g. 24h")
+        if not timed and self.offset is not None:
+            raise ValueError(
+                f"route {self.name!r}: `offset` is for before_meeting_starts and "
+                "after_meeting_ends only"
+            )
+        if self.when is not None:
+            self._condition = compile_condition(self.name, self.when)
+        return self
+
+    _condition: Condition | None = PrivateAttr(None)
+
+    @property
+    def trigger(self) -> str | None:
+        """The time trigger of a timed route, or None."""
+        return self.on[0] if self.on[0] in TIME_TRIGGERS else None
+
+    def condition(self) -> Condition | None:
+        return self._condition
 
 
 class _File(_Section):

@@ -5,7 +5,8 @@ A **source connector** turns a provider's webhook into canonical events::
     verify(headers, body, now)   raise SignatureError unless the raw bytes are authentic
     schema                       its JSON Schema: a file name under schemas/, or the schema
     dedup_key(headers, body)     what makes two deliveries of one webhook the same
-    normalize(payload, context)  the payload → a list of BookingEvent
+    normalize(payload, context)  the payload → a list of BookingEvent (async: it may look up
+                                 bookings the hub has seen, and pair two-webhook changes)
 
 A **destination connector** delivers actions::
 
@@ -29,6 +30,7 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.bookings import Bookings
 from hub.clock import Clock
 from hub.model import BookingEvent
 from hub.retry import RetryPolicy
@@ -101,11 +103,13 @@ class ActionConfig(BaseModel):
 
 @dataclass(frozen=True)
 class NormalizeContext:
-    """What a source connector is told when it normalizes an accepted webhook."""
+    """What a source connector is told when it normalizes an accepted webhook, and what
+    it may ask: ``bookings`` knows the bookings the hub has seen."""
 
     source: str
     inbound_event_id: str
     received_at: datetime
+    bookings: Bookings
 
     def event_id(self, index: int) -> str:
         """Id of the ``index``-th canonical event made from this webhook; stable on retry."""
@@ -136,7 +140,9 @@ class SourceConnector(ABC):
         return None
 
     @abstractmethod
-    def normalize(self, payload: dict[str, Any], context: NormalizeContext) -> list[BookingEvent]:
+    async def normalize(
+        self, payload: dict[str, Any], context: NormalizeContext
+    ) -> list[BookingEvent]:
         """Turn a valid payload into canonical events (none for events the hub ignores)."""
 
 

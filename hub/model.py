@@ -115,6 +115,10 @@ class Booking(_Model):
         default_factory=dict, description="Links the provider gives: cancel, reschedule, …"
     )
     notes: str | None = None
+    no_show: bool = Field(False, description="The client was marked as not having come")
+    sequence: int = Field(
+        0, ge=0, description="Version of the booking: one up for each reschedule or cancellation"
+    )
 
 
 class BookingEvent(_Model):
@@ -132,6 +136,10 @@ class BookingEvent(_Model):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def with_booking(self, **changes: Any) -> BookingEvent:
+        """This event with its booking changed."""
+        return self.model_copy(update={"booking": self.booking.model_copy(update=changes)})
 
 
 def json_schema() -> dict[str, Any]:

@@ -16,12 +16,15 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
 
+from hub import bookings
+from hub.bookings import Bookings
 from hub.clock import Clock
 from hub.config import WorkerConfig
 from hub.connector import Delivery, DestinationConnector, NormalizeContext, SourceConnector
@@ -33,7 +36,7 @@ from hub.errors import (
 )
 from hub.ids import new_id
 from hub.metrics import Metrics
-from hub.model import BookingEvent
+from hub.model import Booking, BookingEvent
 from hub.outbound import RESPONSE_EXCERPT
 from hub.retry import RetryPolicy
 from hub.routing import Router
@@ -42,6 +45,14 @@ from hub.store import Attempt, Health, Job, NewJob, Recorded, Store
 __all__ = ["Worker"]
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Plan:
+    """What a dispatch or timer job leads to: jobs to enqueue, scheduled jobs to drop."""
+
+    spawn: list[NewJob] = field(default_factory=list)
+    unschedule: list[str] = field(default_factory=list)
 
 
 class _Failure(Exception):
@@ -181,7 +192,7 @@ class Worker:
         bound = log.bind(job_id=job.id, kind=job.kind, attempt=job.attempt, event_id=job.event_id)
         started = self.clock.now()
         t0 = time.perf_counter()
-        spawn: list[NewJob] = []
+        plan = _Plan()
         status = response = None
         if job.attempt > self._policy(job).max_attempts:
             # Claimed again and again without an outcome: each time, the worker running it
@@ -192,10 +203,10 @@ class Worker:
             await self._settle(job, attempt, self.store.bury(job, attempt, started, reason), bound)
             return
         try:
-            if job.kind == "dispatch":
-                spawn = await self._dispatch(job, bound)
-            else:
+            if job.kind == "deliver":
                 status, response = await self._deliver(job)
+            else:
+                plan = await self._dispatch(job, bound)
         except asyncio.CancelledError:
             with contextlib.suppress(StoreError):
                 await asyncio.shield(self.store.release(job, self.clock.now()))
@@ -212,9 +223,11 @@ class Worker:
             duration = (time.perf_counter() - t0) * 1000
             attempt = Attempt(job.attempt, started, duration, "done", status, None, response)
             health = "ok" if job.kind == "deliver" else None
-            recorded = self.store.complete(job, attempt, self.clock.now(), spawn, health)
+            recorded = self.store.complete(
+                job, attempt, self.clock.now(), plan.spawn, health, plan.unschedule
+            )
         if await self._settle(job, attempt, recorded, bound) and attempt.outcome == "done":
-            bound.info("job.done", spawned=len(spawn), duration_ms=round(duration, 1))
+            bound.info("job.done", spawned=len(plan.spawn), duration_ms=round(duration, 1))
 
     async def _settle(
         self, job: Job, attempt: Attempt, recorded: Awaitable[Recorded], bound: Any
@@ -273,11 +286,13 @@ class Worker:
 
     # --- dispatch ----------------------------------------------------------------------
 
-    async def _dispatch(self, job: Job, bound: Any) -> list[NewJob]:
-        """The deliver jobs of one accepted webhook. Any failure becomes a _Failure: a
+    async def _dispatch(self, job: Job, bound: Any) -> _Plan:
+        """What a dispatch or timer job leads to. Any failure becomes a _Failure: a
         payload that cannot be normalized is permanent, anything else is retried."""
         try:
-            return await self._route(job, bound)
+            if job.kind == "timer":
+                return await self._timer(job, bound)
+            return await self._normalize_and_route(job, bound)
         except (_Failure, StoreError):
             raise
         except (NormalizeError, ValueError) as error:
@@ -286,7 +301,7 @@ class Worker:
             bound.exception("dispatch.error")
             raise _Failure(f"{type(error).__name__}: {error}", permanent=False) from error
 
-    async def _route(self, job: Job, bound: Any) -> list[NewJob]:
+    async def _normalize_and_route(self, job: Job, bound: Any) -> _Plan:
         event_id = job.payload["event_id"]
         inbound = await self.store.get_event(event_id)
         if inbound is None:
@@ -298,23 +313,69 @@ class Worker:
             source=inbound.source,
             inbound_event_id=inbound.id,
             received_at=datetime.fromtimestamp(inbound.received_at, UTC),
+            bookings=Bookings(self.store, self.clock.now()),
         )
-        events = source.normalize(orjson.loads(inbound.body), context)
-        # A dispatch that ran before (a replay of the event or of this job) must not send
-        # what was sent then, unless asked to.
+        events = await source.normalize(orjson.loads(inbound.body), context)
+        return await self._plan(job, events, bound)
+
+    async def _timer(self, job: Job, bound: Any) -> _Plan:
+        payload = job.payload
+        now = self.clock.now()
+        if payload["timer"] == "pair":
+            # one half of a two-webhook change whose partner never came: it goes alone
+            alone = await self.store.pair_timeout(payload["key"], now)
+            events = [BookingEvent.model_validate(alone)] if alone else []
+            return await self._plan(job, events, bound)
+        # a time trigger: the booking as it stands now, to the route that scheduled it
+        stored = await self.store.get_booking(payload["booking"])
+        if stored is None:
+            return _Plan()
+        booking = Booking.model_validate(stored.snapshot).model_copy(
+            update={"sequence": stored.sequence}
+        )
+        if booking.status == "cancelled":
+            return _Plan()
+        moment = datetime.fromtimestamp(now, UTC)
+        event = BookingEvent(
+            id=f"{job.id}.0",
+            type=payload["trigger"],
+            source=payload["source"],
+            inbound_event_id=job.event_id or job.id,
+            occurred_at=moment,
+            received_at=moment,
+            booking=booking,
+        )
+        return await self._plan(job, [event], bound, only=payload["route"], record=False)
+
+    async def _plan(
+        self,
+        job: Job,
+        events: list[BookingEvent],
+        bound: Any,
+        *,
+        only: str | None = None,
+        record: bool = True,
+    ) -> _Plan:
+        """Keep the bookings' new state, then the deliveries and time triggers the events
+        call for. A job that ran before (a replay) does not send what was sent then,
+        unless asked to."""
+        now = self.clock.now()
+        event_id = job.event_id or job.id
         skip: set[str] = set()
         if not job.payload.get("resend"):
             skip = await self.store.sent_signatures(event_id)
-        now = self.clock.now()
-        spawn = []
+        plan = _Plan()
         for event in events:
-            for route, action in self.router.match(event):
+            if record:
+                event = await bookings.record(self.store, event, now)
+                self._schedule_triggers(event, job, now, plan)
+            for route, action in self.router.match(event, only=only):
                 destination = self.destinations[action.to]
                 for message in destination.plan(event, action):
                     signature = _signature(event.id, route.name, action.to, message)
                     if signature in skip:
                         continue
-                    spawn.append(
+                    plan.spawn.append(
                         NewJob(
                             id=new_id("job", now),
                             kind="deliver",
@@ -334,10 +395,56 @@ class Worker:
         bound.info(
             "dispatch.routed",
             events=[e.type for e in events],
-            deliveries=[(j.destination, j.payload["message"]) for j in spawn],
+            deliveries=[(j.destination, j.payload.get("message")) for j in plan.spawn],
+            unscheduled=len(plan.unschedule),
             skipped=len(skip),
         )
-        return spawn
+        return plan
+
+    def _schedule_triggers(self, event: BookingEvent, job: Job, now: float, plan: _Plan) -> None:
+        """Schedule, move or drop the time triggers of the event's booking: one keyed job
+        per timed route and booking, so a reschedule replaces it and a cancellation drops
+        it."""
+        booking = event.booking
+        for route in self.router.timed:
+            key = route.key(booking)
+            if event.type == "booking_cancelled":
+                plan.unschedule.append(key)
+                continue
+            if event.type == "marked_no_show":
+                if route.trigger == "after_meeting_ends" and not route.keep_on_no_show:
+                    plan.unschedule.append(key)
+                continue
+            if event.type not in ("booking_confirmed", "booking_rescheduled", "no_show_removed"):
+                continue
+            if event.type == "no_show_removed" and route.trigger != "after_meeting_ends":
+                continue
+            if not route.covers(booking):
+                plan.unschedule.append(key)
+                continue
+            due = route.fires_at(booking)
+            if due <= now:
+                if route.trigger == "before_meeting_starts" and route.if_late == "now":
+                    due = now
+                else:
+                    plan.unschedule.append(key)
+                    continue
+            plan.spawn.append(
+                NewJob(
+                    id=new_id("job", now),
+                    kind="timer",
+                    payload={
+                        "timer": "trigger",
+                        "trigger": route.trigger,
+                        "route": route.name,
+                        "booking": booking.uid,
+                        "source": event.source,
+                    },
+                    due=due,
+                    event_id=job.event_id,
+                    key=key,
+                )
+            )
 
     # --- deliver -----------------------------------------------------------------------
 

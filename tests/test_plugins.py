@@ -43,7 +43,7 @@ class TokenSource(SourceConnector):
         if headers.get("X-Token") != "let-me-in":
             raise SignatureError("bad token")
 
-    def normalize(self, payload, context) -> list[BookingEvent]:
+    async def normalize(self, payload, context) -> list[BookingEvent]:
         booking = Booking(
             id=payload["who"],
             uid=booking_uuid(payload["who"]),

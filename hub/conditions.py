@@ -1,0 +1,58 @@
+"""Route conditions in CEL (``when:``), compiled once when hub.yaml is loaded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cel
+import structlog
+
+from hub.model import BookingEvent
+
+__all__ = ["Condition", "compile_condition", "condition_variables"]
+
+log = structlog.get_logger(__name__)
+
+
+def condition_variables(event: BookingEvent) -> dict[str, Any]:
+    """What an expression sees: ``type``, ``booking``, ``original`` (or null) and
+    ``event`` (the whole canonical event, its raw provider payload included)."""
+    data = event.to_json()
+    return {
+        "type": data["type"],
+        "booking": data["booking"],
+        "original": data["original"],
+        "event": data,
+    }
+
+
+class Condition:
+    def __init__(self, route: str, source: str, program: Any) -> None:
+        self.route = route
+        self.source = source
+        self._program = program
+
+    def __call__(self, event: BookingEvent) -> bool:
+        """True if the event passes. An expression that fails on an event (a field it
+        lacks, say) is false for it, and says so in the log."""
+        try:
+            result = self._program.execute(condition_variables(event))
+        except Exception as error:
+            log.warning(
+                "route.condition_failed",
+                route=self.route,
+                expression=self.source,
+                event_id=event.id,
+                error=f"{type(error).__name__}: {error}",
+            )
+            return False
+        return result is True
+
+
+def compile_condition(route: str, source: str) -> Condition:
+    """Raises ValueError naming the route and the expression if it does not compile."""
+    try:
+        program = cel.compile(source)
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"route {route!r}: `when: {source}` does not compile: {error}") from None
+    return Condition(route, source, program)
