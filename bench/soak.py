@@ -277,6 +277,17 @@ async def run_soak(
                     report.kills += 1
                     worker = await _start_worker(config_path, workdir / "workers.log")
                 await sink.changed.wait()
+            # Attempts cut short by a kill come back when their lease runs out: wait for
+            # the queue to be empty (those are the duplicates), then stop the worker.
+            queue = aioredis.Redis.from_url(redis_url)
+            try:
+                # another process's work, seen only through Redis: look again shortly
+                while await queue.zcard(f"{prefix}:q:due") + await queue.zcard(  # noqa: ASYNC110
+                    f"{prefix}:q:inflight"
+                ):
+                    await asyncio.sleep(0.05)
+            finally:
+                await queue.aclose()
         worker.send_signal(signal.SIGTERM)
         await asyncio.wait_for(worker.wait(), 30)
     finally:

@@ -12,7 +12,7 @@ import base64
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pydantic import AnyHttpUrl, Field, SecretStr
+from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr, field_validator
 
 from hub import hookimpl
 from hub.connector import (
@@ -27,35 +27,53 @@ from hub.errors import PermanentDelivery
 from hub.ics import invitation
 from hub.model import Booking, BookingEvent, Person, booking_uuid, utc_iso
 from hub.outbound import post_json
+from hub.templates import Template, compile_template
 from hub.units import Duration
 
 CUSTOMER = "calenso.booking.inform-customer"
 PARTNER = "calenso.booking.inform-partner"
+REMIND = "calenso.booking.remind-customer"
+REBOOK_CUSTOMER = "calenso.booking.rebook.inform-customer"
+REBOOK_PARTNER = "calenso.booking.rebook.inform-partner"
 CANCEL_CUSTOMER = "calenso.booking.cancel.inform-customer"
 CANCEL_PARTNER = "calenso.booking.cancel.inform-partner"
+SURVEY = "calenso.smart-action.survey-after-appointment.inform-customer"
+BEFORE = "calenso.smart-action.notification-before-appointment.inform-customer"
+THANK_YOU = "calenso.smart-action.thank-you-after-appointment.inform-customer"
 
-# The ten events of the Calenso set. Those built so far are in BUILDERS.
+# The ten events of the Calenso set.
 EVENTS = (
     CUSTOMER,
     PARTNER,
-    "calenso.booking.remind-customer",
-    "calenso.booking.rebook.inform-customer",
-    "calenso.booking.rebook.inform-partner",
+    REMIND,
+    REBOOK_CUSTOMER,
+    REBOOK_PARTNER,
     CANCEL_CUSTOMER,
     CANCEL_PARTNER,
-    "calenso.smart-action.survey-after-appointment.inform-customer",
-    "calenso.smart-action.notification-before-appointment.inform-customer",
-    "calenso.smart-action.thank-you-after-appointment.inform-customer",
+    SURVEY,
+    BEFORE,
+    THANK_YOU,
 )
 
 # What a route sends when its action names no event.
 DEFAULT_EVENTS = {
     "booking_confirmed": (CUSTOMER, PARTNER),
+    "booking_rescheduled": (REBOOK_CUSTOMER, REBOOK_PARTNER),
     "booking_cancelled": (CANCEL_CUSTOMER, CANCEL_PARTNER),
+    "before_meeting_starts": (REMIND,),
+    "after_meeting_ends": (SURVEY,),
+}
+
+# Events that only make sense for one event type.
+ONLY_FOR = {
+    REBOOK_CUSTOMER: "booking_rescheduled",
+    REBOOK_PARTNER: "booking_rescheduled",
+    CANCEL_CUSTOMER: "booking_cancelled",
+    CANCEL_PARTNER: "booking_cancelled",
 }
 
 # Events that carry the booking's Termin.ics, as in the Calenso set.
-WITH_ATTACHMENT = {CUSTOMER, PARTNER}
+WITH_ATTACHMENT = {CUSTOMER, PARTNER, REMIND, REBOOK_CUSTOMER, REBOOK_PARTNER, BEFORE}
 
 
 class InxmailConfig(DestinationConfig):
@@ -74,9 +92,22 @@ class InxmailConfig(DestinationConfig):
 
 
 class InxmailAction(ActionConfig):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
     event: str | list[str] | None = Field(
         None, description="Calenso event(s) to send; by default chosen from the event type"
     )
+    title: Template | None = Field(
+        None, description="appointment.title, a template (default: meeting name: client name)"
+    )
+    description: Template | None = Field(
+        None, description="appointment.description, a template (default: the meeting notes)"
+    )
+
+    @field_validator("title", "description", mode="before")
+    @classmethod
+    def _template(cls, value: Any) -> Any:
+        return compile_template(value) if isinstance(value, str) else value
 
     def events(self, event_type: str) -> tuple[str, ...]:
         if self.event is None:
@@ -123,12 +154,16 @@ class Inxmail(DestinationConnector):
         for name in names:
             if name not in EVENTS:
                 return f"{name!r} is not a Calenso event (known: {', '.join(EVENTS)})"
-            if name not in BUILDERS:
-                return f"{name!r} cannot be built yet"
+            if ONLY_FOR.get(name, event_type) != event_type:
+                return f"{name} is sent for {ONLY_FOR[name]} only"
         return None
 
     def plan(self, event: BookingEvent, action: InxmailAction) -> list[dict[str, Any]]:  # type: ignore[override]
-        return [{"event": name} for name in action.events(event.type)]
+        templates = action.model_dump(include={"to", "title", "description"}, exclude_none=True)
+        message: dict[str, Any] = {}
+        if len(templates) > 1:  # the action's templates travel with the message
+            message["action"] = {k: getattr(v, "source", v) for k, v in templates.items()}
+        return [{"event": name, **message} for name in action.events(event.type)]
 
     async def deliver(self, delivery: Delivery) -> DeliveryResult:
         config = self.config
@@ -141,7 +176,10 @@ class Inxmail(DestinationConnector):
                 f"the Inxmail API secret of {self.destination!r} expired on "
                 f"{config.secret_expires.isoformat()}; set a new one in hub.yaml"
             )
-        body = build_event(delivery.message["event"], delivery.event, config, delivery.id, now)
+        action = InxmailAction.model_validate(delivery.message.get("action", {"to": ""}))
+        body = build_event(
+            delivery.message["event"], delivery.event, config, delivery.id, now, action
+        )
         return await post_json(
             self.context.http,
             self._url,
@@ -185,15 +223,23 @@ def _worker(booking: Booking) -> dict[str, Any]:
     }
 
 
-def _appointment(booking: Booking) -> dict[str, Any]:
+def _appointment(
+    booking: Booking, event: BookingEvent, action: InxmailAction | None = None
+) -> dict[str, Any]:
     client_name = booking.client.name or booking.client.email
     remarks = "\n".join(f"{a.question}: {a.answer}" for a in booking.answers if a.answer)
+    title = f"{booking.meeting.name or 'Appointment'}: {client_name}"
+    description = booking.notes
+    if action is not None and action.title is not None:
+        title = action.title.render(event)
+    if action is not None and action.description is not None:
+        description = action.description.render(event)
     return {
         "id": booking.id,
         "start": utc_iso(booking.start),
         "end": utc_iso(booking.end),
-        "title": f"{booking.meeting.name or 'Appointment'}: {client_name}",
-        "description": booking.notes,
+        "title": title,
+        "description": description,
         "uuid": booking.uid,
         "remarks": remarks or None,
         "url": booking.urls.get("event"),
@@ -203,7 +249,7 @@ def _appointment(booking: Booking) -> dict[str, Any]:
 
 
 def _ics_attachment(booking: Booking, now: float) -> dict[str, str]:
-    ics = invitation(booking, stamp=datetime.fromtimestamp(now, UTC))
+    ics = invitation(booking, stamp=datetime.fromtimestamp(now, UTC), sequence=booking.sequence)
     return {
         "filename": "Termin.ics",
         "content-type": "text/calendar",
@@ -211,43 +257,37 @@ def _ics_attachment(booking: Booking, now: float) -> dict[str, str]:
     }
 
 
-def _booking_event(event: BookingEvent, config: InxmailConfig, now: float) -> dict[str, Any]:
-    booking = event.booking
-    return {
-        "customer": _customer(booking, config.language),
-        "worker": _worker(booking),
-        "appointment": _appointment(booking),
-    }
-
-
-def _cancel_partner(event: BookingEvent, config: InxmailConfig, now: float) -> dict[str, Any]:
-    payload = _booking_event(event, config, now)
-    cancelled = event.booking.cancellation
-    payload["appointment"]["deleted"] = utc_iso(
-        cancelled.at if cancelled and cancelled.at else event.occurred_at
-    )
-    return payload
-
-
-BUILDERS = {
-    CUSTOMER: _booking_event,
-    PARTNER: _booking_event,
-    CANCEL_CUSTOMER: _booking_event,
-    CANCEL_PARTNER: _cancel_partner,
-}
-
-
 def build_event(
-    name: str, event: BookingEvent, config: InxmailConfig, transaction_id: str, now: float
+    name: str,
+    event: BookingEvent,
+    config: InxmailConfig,
+    transaction_id: str,
+    now: float,
+    action: InxmailAction | None = None,
 ) -> dict[str, Any]:
     """The body of one Calenso event about ``event``."""
-    body: dict[str, Any] = {
-        "event": name,
-        "transactionId": transaction_id,
-        "payload": BUILDERS[name](event, config, now),
+    booking = event.booking
+    appointment = _appointment(booking, event, action)
+    payload: dict[str, Any] = {
+        "customer": _customer(booking, config.language),
+        "worker": _worker(booking),
+        "appointment": appointment,
     }
+    if name in (REBOOK_CUSTOMER, REBOOK_PARTNER):
+        original = event.original
+        if original is not None:
+            payload["original_appointment"] = _appointment(original, event)
+            if original.cancellation is not None:
+                appointment["rebook_reason"] = original.cancellation.reason
+        appointment["cancellation_reason"] = None
+    if name == CANCEL_PARTNER:
+        cancelled = booking.cancellation
+        appointment["deleted"] = utc_iso(
+            cancelled.at if cancelled and cancelled.at else event.occurred_at
+        )
+    body: dict[str, Any] = {"event": name, "transactionId": transaction_id, "payload": payload}
     if name in WITH_ATTACHMENT:
-        body["attachments"] = [_ics_attachment(event.booking, now)]
+        body["attachments"] = [_ics_attachment(booking, now)]
     return body
 
 

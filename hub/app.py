@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import aiohttp
 import pluggy
@@ -25,8 +26,10 @@ from hub.clock import Clock, SystemClock
 from hub.config import Config
 from hub.connector import ConnectorContext
 from hub.errors import StoreError
+from hub.ics import invitation
 from hub.intake import receive
 from hub.metrics import Metrics
+from hub.model import Booking
 from hub.plugins import get_plugin_manager
 from hub.routing import Router
 from hub.runtime import build_destinations, build_sources
@@ -61,6 +64,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/bookings/{token}.ics", booking_invitation)
     return app
 
 
@@ -107,6 +111,7 @@ def make_worker(app: web.Application) -> Worker:
         config=app[CONFIG].worker,
         clock=app[CLOCK],
         metrics=app[METRICS],
+        ics_links=app[CONFIG].server.ics_links(),
     )
 
 
@@ -142,3 +147,25 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def booking_invitation(request: web.Request) -> web.Response:
+    """A booking's current invitation (REQUEST, or CANCEL once cancelled), for links in
+    messages. 404 for a token that is not ours, as for one of an unknown booking."""
+    links = request.app[CONFIG].server.ics_links()
+    uid = links.verify(request.match_info["token"]) if links else None
+    stored = await request.app[STORE].get_booking(uid) if uid else None
+    if stored is None:
+        return web.json_response({"error": "not_found", "detail": "no such booking"}, status=404)
+    booking = Booking.model_validate(stored.snapshot).model_copy(
+        update={"sequence": stored.sequence}
+    )
+    body = invitation(booking, stamp=datetime.fromtimestamp(request.app[CLOCK].now(), UTC))
+    method = "CANCEL" if booking.status == "cancelled" else "REQUEST"
+    return web.Response(
+        body=body,
+        headers={
+            "Content-Type": f"text/calendar; charset=utf-8; method={method}",
+            "Cache-Control": "private, no-store",
+        },
+    )

@@ -29,6 +29,7 @@ from pydantic import (
 
 from hub.conditions import Condition, compile_condition
 from hub.errors import ConfigError
+from hub.ics import IcsLinks
 from hub.model import EventType
 from hub.retry import RetryPolicy
 from hub.units import ByteSize, Duration
@@ -111,6 +112,19 @@ class ServerConfig(_Section):
     shutdown_timeout: Duration = Field(
         timedelta(seconds=10), description="Grace for open requests on SIGTERM"
     )
+    public_url: str | None = Field(
+        None, description="The hub's address as others reach it, for links in messages"
+    )
+    ics_secret: SecretStr | None = Field(
+        None,
+        description="Secret of the links to bookings' invitations, GET /bookings/{token}.ics "
+        "(served only when set)",
+    )
+
+    def ics_links(self) -> IcsLinks | None:
+        if self.ics_secret is None:
+            return None
+        return IcsLinks(self.ics_secret.get_secret_value().encode(), self.public_url)
 
 
 class WorkerConfig(_Section):

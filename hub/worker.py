@@ -34,6 +34,7 @@ from hub.errors import (
     RetryableDelivery,
     StoreError,
 )
+from hub.ics import IcsLinks
 from hub.ids import new_id
 from hub.metrics import Metrics
 from hub.model import Booking, BookingEvent
@@ -98,6 +99,7 @@ class Worker:
         clock: Clock,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        ics_links: IcsLinks | None = None,
     ) -> None:
         self.store = store
         self.sources = sources
@@ -107,6 +109,7 @@ class Worker:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.rng = rng or random.Random()
+        self.ics_links = ics_links
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -369,6 +372,9 @@ class Worker:
             if record:
                 event = await bookings.record(self.store, event, now)
                 self._schedule_triggers(event, job, now, plan)
+            link = self.ics_links.url(event.booking.uid) if self.ics_links else None
+            if link:
+                event = event.with_booking(urls={**event.booking.urls, "ics": link})
             for route, action in self.router.match(event, only=only):
                 destination = self.destinations[action.to]
                 for message in destination.plan(event, action):

@@ -113,8 +113,8 @@ def test_missing_variable_names_it_and_its_line() -> None:
             "hub.yaml:15: routes.0.send.0.to: no destination named 'inxmial'",
         ),
         (
-            ("on: booking_confirmed", "on: booking_rescheduled"),
-            "route 'confirmations' sends booking_rescheduled to 'inxmail': no Calenso event",
+            ("on: booking_confirmed", "on: marked_no_show"),
+            "route 'confirmations' sends marked_no_show to 'inxmail': no Calenso event",
         ),
         (
             ("{to: inxmail}", "{to: inxmail, event: calenso.booking.party}"),
