@@ -493,7 +493,10 @@ def _route_actions(
             try:
                 action = cls.action_model.model_validate(spec.model_dump())
             except ValidationError as error:
-                problems.extend(_format_errors(error, root, where, loc))
+                problems.extend(
+                    f"{line} (route {route.name!r})"
+                    for line in _format_errors(error, root, where, loc)
+                )
                 continue
             for event_type in route.on:
                 reason = cls.unsupported(event_type, action)
