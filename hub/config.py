@@ -121,6 +121,11 @@ class ServerConfig(_Section):
         "(served only when set)",
     )
 
+    @field_validator("public_url", "ics_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     def ics_links(self) -> IcsLinks | None:
         if self.ics_secret is None:
             return None

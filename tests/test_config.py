@@ -188,7 +188,7 @@ def test_hub_check_on_the_sample_configuration(monkeypatch, capsys) -> None:
     for name, value in ENVIRON.items():
         monkeypatch.setenv(name, value)
     assert main(["check", "--config", str(ROOT / "hub.yaml")]) == 0
-    assert "valid (1 sources, 1 destinations, 1 routes)" in capsys.readouterr().out
+    assert "valid (1 sources, 1 destinations, 3 routes)" in capsys.readouterr().out
 
 
 def test_hub_check_fails_with_the_message(tmp_path, monkeypatch, capsys) -> None:
