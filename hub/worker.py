@@ -326,7 +326,7 @@ class Worker:
         now = self.clock.now()
         if payload["timer"] == "pair":
             # one half of a two-webhook change whose partner never came: it goes alone
-            alone = await self.store.pair_timeout(payload["key"], now)
+            alone = await self.store.pair_timeout(payload["key"], now, job.id)
             events = [BookingEvent.model_validate(alone)] if alone else []
             return await self._plan(job, events, bound)
         # a time trigger: the booking as it stands now, to the route that scheduled it

@@ -9,7 +9,7 @@ rebooking and notification-before events attach Termin.ics, the others attach no
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import icalendar
 import pytest
@@ -174,3 +174,16 @@ def test_calenso_event(name) -> None:
         assert [a.value for a in independent.vevent.attendee_list] == [
             "mailto:nora.weber@example.org"
         ]
+
+
+def test_expiring_and_expired_secrets_are_warned_about() -> None:
+    from connectors.inxmail import Inxmail
+
+    config = CONFIG.model_copy(update={"secret_expires": datetime(2026, 12, 1).date()})
+    assert Inxmail.check(config, datetime(2026, 11, 10, tzinfo=UTC).timestamp()) == []
+    [soon] = Inxmail.check(config, datetime(2026, 11, 20, tzinfo=UTC).timestamp())
+    assert "expires on 2026-12-01" in soon
+    [gone] = Inxmail.check(config, datetime(2026, 12, 2, tzinfo=UTC).timestamp())
+    assert "expired on 2026-12-01" in gone
+    later = config.model_copy(update={"warn_before_expiry": timedelta(days=30)})
+    assert Inxmail.check(later, datetime(2026, 11, 10, tzinfo=UTC).timestamp())

@@ -199,3 +199,48 @@ async def test_a_lost_lease_blocks_every_outcome(store) -> None:
     assert not await store.release(job, NOW + 32)
     assert (await store.get_job(job.id)).state == "running"
     assert await store.complete(again, attempt(again), NOW + 32)
+
+
+def _timer(n: int) -> NewJob:
+    return NewJob(f"job_timer{n}", "timer", {"timer": "pair"}, NOW + 600)
+
+
+async def test_pairing_answers_each_half_once_and_again_the_same(store) -> None:
+    cancelled, created = {"half": "cancelled"}, {"half": "created"}
+    first = await store.pair("k", "cancelled", cancelled, False, _timer(1), NOW, half="c")
+    assert first.status == "wait"
+    assert (
+        await store.pair("k", "cancelled", cancelled, False, _timer(2), NOW, half="c")
+    ).status == "wait"
+    second = await store.pair("k", "created", created, True, _timer(3), NOW, half="n")
+    assert (second.status, second.partner) == ("paired", cancelled)
+    again = await store.pair("k", "created", created, True, _timer(4), NOW, half="n")
+    assert (again.status, again.partner) == ("paired", cancelled)  # a retried job
+    assert (
+        await store.pair("k", "cancelled", cancelled, False, _timer(5), NOW, half="x")
+    ).status == "done"
+    assert await store.pair_timeout("k", NOW + 600, "job_timer1") is None
+    assert await store.scheduled("pair|k") is None  # the fallback timer was dropped
+
+
+async def test_a_half_left_alone_goes_alone_once(store) -> None:
+    cancelled = {"half": "cancelled"}
+    await store.pair("k", "cancelled", cancelled, False, _timer(1), NOW, half="c")
+    assert (await store.scheduled("pair|k")).due_at == NOW + 600
+    assert await store.pair_timeout("k", NOW + 600, "job_timer1") == cancelled
+    assert await store.pair_timeout("k", NOW + 600, "job_timer1") == cancelled  # retried
+    assert await store.pair_timeout("k", NOW + 600, "job_other") is None
+    late = await store.pair("k", "created", {"half": "created"}, True, _timer(2), NOW, half="n")
+    assert late.status == "done"
+
+
+async def test_a_half_that_may_go_alone_does_so_and_its_partner_is_dropped(store) -> None:
+    alone = await store.pair("k", "created", {"x": 1}, True, _timer(1), NOW, half="n")
+    assert alone.status == "alone"
+    assert (
+        await store.pair("k", "created", {"x": 1}, True, _timer(1), NOW, half="n")
+    ).status == "alone"
+    assert (
+        await store.pair("k", "cancelled", {"x": 2}, False, _timer(2), NOW, half="c")
+    ).status == "done"
+    assert await store.scheduled("pair|k") is None

@@ -297,12 +297,16 @@ class Store(Protocol):
         alone_ok: bool,
         fallback: NewJob,
         now: float,
+        half: str = "",
     ) -> Paired:
-        """Offer one half of a pair. The first half waits unless ``alone_ok``; the
-        ``fallback`` timer job runs if its partner has not come by its due time."""
+        """Offer one half of a pair; ``half`` names it (default: its event's inbound id).
+        The first half waits unless ``alone_ok``; the ``fallback`` timer job runs if its
+        partner has not come by its due time. The same half offered again gets the same
+        answer, so a retried job decides nothing twice."""
 
-    async def pair_timeout(self, key: str, now: float) -> dict[str, Any] | None:
-        """The waiting half's event, if it is still alone (and now never will be paired)."""
+    async def pair_timeout(self, key: str, now: float, timer: str = "") -> dict[str, Any] | None:
+        """The waiting half's event, if it is still alone (and now never will be paired);
+        again to the same ``timer`` job asking twice."""
 
     async def scheduled(self, key: str) -> JobInfo | None:
         """The job scheduled under a key, if any."""

@@ -376,29 +376,35 @@ return sequence
 # The two halves of one change that a provider sends as two webhooks (Calendly's
 # reschedule: the old invitee cancelled, the new one created), in either order.
 # ARGV: prefix, now, pair key, role, this half's event, may it go alone now (1|0),
-#       ttl s, fallback job id, fallback due ms, fallback job payload
-# Returns {'paired', the other half's event} | {'alone'} | {'wait'} | {'done'}
+#       ttl s, fallback job id, fallback due ms, fallback job payload, this half's id
+# Returns {'paired', the other half's event} | {'alone'} | {'wait'} | {'done'}.
+# Idempotent: the same half offered again (a retried job) gets the same answer.
 PAIR = (
     PRELUDE
     + """
 local key, role, event, alone_ok, ttl = ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local half = ARGV[11]
 local pk = p .. 'pair:' .. key
-local state = redis.call('HMGET', pk, 'state', 'role', 'event', 'fallback')
-if state[1] == 'done' then return {'done'} end
-if state[1] == 'waiting' then
-  if state[2] == role then return {'done'} end
+local s = redis.call('HMGET', pk, 'state', 'role', 'event', 'half', 'decided_by', 'decision')
+if s[1] == 'done' then
+  if s[5] == half then return {s[6], s[3]} end
+  return {'done'}
+end
+if s[1] == 'waiting' then
+  if s[4] == half then return {'wait'} end
+  if s[2] == role then return {'done'} end
   unschedule('pair|' .. key)
-  redis.call('HSET', pk, 'state', 'done', 'role', role)
-  redis.call('HDEL', pk, 'event')
+  redis.call('HSET', pk, 'state', 'done', 'decided_by', half, 'decision', 'paired')
   redis.call('EXPIRE', pk, ttl)
-  return {'paired', state[3]}
+  return {'paired', s[3]}
 end
 if alone_ok == '1' then
-  redis.call('HSET', pk, 'state', 'done', 'role', role)
+  redis.call('HSET', pk, 'state', 'done', 'role', role, 'half', half, 'decided_by', half,
+             'decision', 'alone')
   redis.call('EXPIRE', pk, ttl)
   return {'alone'}
 end
-redis.call('HSET', pk, 'state', 'waiting', 'role', role, 'event', event)
+redis.call('HSET', pk, 'state', 'waiting', 'role', role, 'event', event, 'half', half)
 redis.call('EXPIRE', pk, ttl)
 local fid = ARGV[8]
 redis.call('SET', p .. 'jobkey:pair|' .. key, fid)
@@ -409,15 +415,19 @@ return {'wait'}
 """
 )
 
-# ARGV: prefix, now, pair key.  Returns the waiting half's event if it is still alone.
+# ARGV: prefix, now, pair key, the timer job's id.
+# Returns the waiting half's event if it is still alone (then never to be paired), also
+# to the same timer job asking again.
 PAIR_TIMEOUT = (
     PRELUDE
     + """
 local pk = p .. 'pair:' .. ARGV[3]
-if redis.call('HGET', pk, 'state') ~= 'waiting' then return false end
-local event = redis.call('HGET', pk, 'event')
-redis.call('HSET', pk, 'state', 'done')
-redis.call('HDEL', pk, 'event')
-return event
+local s = redis.call('HMGET', pk, 'state', 'event', 'decided_by')
+if s[1] == 'waiting' then
+  redis.call('HSET', pk, 'state', 'done', 'decided_by', ARGV[4], 'decision', 'timeout')
+  return s[2]
+end
+if s[1] == 'done' and s[3] == ARGV[4] then return s[2] end
+return false
 """
 )

@@ -355,8 +355,9 @@ class RedisStore:
         alone_ok: bool,
         fallback: NewJob,
         now: float,
+        half: str = "",
     ) -> Paired:
-        ttl = max(int(fallback.due - now) * 2, 3600)
+        ttl = max(int(fallback.due - now) * 2, 7 * 86400)
         result = await self._call(
             self._pair(
                 args=[
@@ -370,15 +371,16 @@ class RedisStore:
                     fallback.id,
                     _ms(fallback.due),
                     self._payload(fallback.payload),
+                    half or event.get("inbound_event_id", ""),
                 ]
             )
         )
         status = result[0].decode()
-        partner = orjson.loads(self._open(result[1])) if status == "paired" else None
+        partner = orjson.loads(self._open(result[1])) if status == "paired" and result[1] else None
         return Paired(status, partner)
 
-    async def pair_timeout(self, key: str, now: float) -> dict[str, Any] | None:
-        event = await self._call(self._pair_timeout(args=[self.keys.prefix, _ms(now), key]))
+    async def pair_timeout(self, key: str, now: float, timer: str = "") -> dict[str, Any] | None:
+        event = await self._call(self._pair_timeout(args=[self.keys.prefix, _ms(now), key, timer]))
         return orjson.loads(self._open(event)) if event else None
 
     async def scheduled(self, key: str) -> JobInfo | None:
