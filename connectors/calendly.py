@@ -146,8 +146,12 @@ class Calendly(SourceConnector):
             outcome, partner = await context.bookings.pair(
                 old, "created", alone, alone_ok=original is not None, window=window
             )
-            if outcome == "paired" and partner is not None:
-                return [event("booking_rescheduled", booking, partner.booking)]
+            if outcome in ("paired", "late") and partner is not None:
+                # the cancelled half knew the booking's id when it was offered: keep it
+                same = {"id": partner.booking.id, "uid": partner.booking.uid}
+                return [
+                    event("booking_rescheduled", booking.model_copy(update=same), partner.booking)
+                ]
             return [alone] if outcome == "alone" else []
 
         known = await context.bookings.by_ref(ref)
@@ -166,7 +170,12 @@ class Calendly(SourceConnector):
                 window=window,
             )
             if outcome == "paired" and partner is not None:
-                return [event("booking_rescheduled", partner.booking, booking)]
+                # the new half may have been offered before the booking was known: the id
+                # is the one known now
+                same = {"id": booking.id, "uid": booking.uid}
+                return [
+                    event("booking_rescheduled", partner.booking.model_copy(update=same), booking)
+                ]
             log.info("calendly.reschedule_half", event_id=context.inbound_event_id, pairing=outcome)
             return []
         if name == "invitee.canceled":
@@ -235,7 +244,10 @@ def booking_from_invitee(invitee: Mapping[str, Any], booking_id: str | None = No
         ),
         host=_person_from_membership(memberships[0]) if memberships else None,
         guests=[Person(email=g["email"]) for g in event.get("event_guests") or []],
-        answers=[Answer(**qa) for qa in invitee.get("questions_and_answers") or []],
+        answers=[
+            Answer(question=qa["question"], answer=qa.get("answer"), position=qa.get("position"))
+            for qa in invitee.get("questions_and_answers") or []
+        ],
         cancellation=Cancellation(
             reason=cancellation.get("reason"),
             by=cancellation.get("canceled_by"),

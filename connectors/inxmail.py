@@ -27,7 +27,7 @@ from hub.errors import PermanentDelivery
 from hub.ics import invitation
 from hub.model import Booking, BookingEvent, Person, booking_uuid, utc_iso
 from hub.outbound import post_json
-from hub.templates import Template, compile_template
+from hub.templates import Template, TemplateFailed, compile_template
 from hub.units import Duration
 
 CUSTOMER = "calenso.booking.inform-customer"
@@ -177,9 +177,13 @@ class Inxmail(DestinationConnector):
                 f"{config.secret_expires.isoformat()}; set a new one in hub.yaml"
             )
         action = InxmailAction.model_validate(delivery.message.get("action", {"to": ""}))
-        body = build_event(
-            delivery.message["event"], delivery.event, config, delivery.id, now, action
-        )
+        try:
+            body = build_event(
+                delivery.message["event"], delivery.event, config, delivery.id, now, action
+            )
+        except TemplateFailed as error:
+            # the booking lacks what a template uses: fix the template, then replay
+            raise PermanentDelivery(f"a template of the route failed: {error}") from error
         return await post_json(
             self.context.http,
             self._url,

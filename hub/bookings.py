@@ -16,7 +16,7 @@ from hub.store import NewJob, Store
 
 __all__ = ["Bookings", "Pairing", "record"]
 
-Pairing = Literal["paired", "alone", "wait", "done"]
+Pairing = Literal["paired", "alone", "wait", "done", "late"]
 
 
 class Bookings:
@@ -49,7 +49,8 @@ class Bookings:
         ``alone_ok`` and this half came first (emit ``alone`` now, the other half will get
         ``done``); ``("wait", None)`` when this half must wait for its partner: if none
         comes within ``window``, the hub emits ``alone`` then; ``("done", None)`` when the
-        pair was handled already.
+        pair was handled already; ``("late", the other half's alone-event)`` when the other
+        half waited in vain and went alone before this one came.
         """
         fallback = NewJob(
             id=new_id("job", self._now),
@@ -63,18 +64,21 @@ class Bookings:
         return result.status, partner
 
 
-async def record(store: Store, event: BookingEvent, now: float) -> BookingEvent:
-    """Keep the booking's new state; the event comes back with the booking's sequence."""
+async def record(store: Store, event: BookingEvent, now: float) -> tuple[BookingEvent, bool]:
+    """Keep the booking's new state. The event comes back with the booking's sequence, and
+    whether it is stale (older than the state: a replayed past event, which changes
+    nothing)."""
     booking = event.booking
     refs = [ref for ref in (booking.provider_ref, booking.id) if ref]
     if event.original is not None and event.original.provider_ref:
         refs.append(event.original.provider_ref)
-    sequence = await store.record_booking(
+    sequence, stale = await store.record_booking(
         booking.uid,
         event.id,
         booking.model_dump(mode="json"),
         event.type in ("booking_rescheduled", "booking_cancelled"),
         refs,
         now,
+        event.occurred_at.timestamp(),
     )
-    return event.with_booking(sequence=sequence)
+    return event.with_booking(sequence=sequence), stale

@@ -66,6 +66,9 @@ class Router:
             ]
         )
 
+    def route(self, name: str) -> Route | None:
+        return next((route for route in self.routes if route.name == name), None)
+
     def match(
         self, event: BookingEvent, *, only: str | None = None
     ) -> Iterator[tuple[Route, ActionConfig]]:

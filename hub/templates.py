@@ -22,7 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from hub.model import Booking, BookingEvent, Person, booking_uuid
 
-__all__ = ["Template", "compile_template", "local_time", "variables"]
+__all__ = ["Template", "TemplateFailed", "compile_template", "local_time", "variables"]
 
 _ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
@@ -67,13 +67,20 @@ def variables(event: BookingEvent) -> dict[str, Any]:
     }
 
 
+class TemplateFailed(ValueError):
+    """A template could not be rendered for an event (it uses what the booking lacks)."""
+
+
 class Template:
     def __init__(self, source: str) -> None:
         self.source = source
         self._template = _ENVIRONMENT.from_string(source)
 
     def render(self, event: BookingEvent) -> str:
-        return self._template.render(variables(event))
+        try:
+            return self._template.render(variables(event))
+        except Exception as error:  # whatever the template's own expressions raise
+            raise TemplateFailed(f"{self.source!r}: {type(error).__name__}: {error}") from error
 
 
 def _sample() -> BookingEvent:
@@ -102,7 +109,10 @@ def compile_template(source: str) -> Template:
     """Raises ValueError saying what is wrong with the template."""
     try:
         template = Template(source)
-        template.render(_sample())
     except TemplateError as error:
         raise ValueError(f"template {source!r}: {error}") from None
+    try:
+        template.render(_sample())
+    except TemplateFailed as error:
+        raise ValueError(f"template {source!r}: {error.__cause__}") from None
     return template

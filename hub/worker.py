@@ -336,7 +336,13 @@ class Worker:
         booking = Booking.model_validate(stored.snapshot).model_copy(
             update={"sequence": stored.sequence}
         )
-        if booking.status == "cancelled":
+        route = self.router.route(payload["route"])
+        if booking.status == "cancelled" or route is None:
+            return _Plan()
+        if abs(route.fires_at(booking) - payload.get("at", route.fires_at(booking))) > 1:
+            # the booking moved while this trigger was already running: its moved twin
+            # sends at the new time
+            bound.info("trigger.stale", route=route.name, booking=booking.uid)
             return _Plan()
         moment = datetime.fromtimestamp(now, UTC)
         event = BookingEvent(
@@ -370,8 +376,9 @@ class Worker:
         plan = _Plan()
         for event in events:
             if record:
-                event = await bookings.record(self.store, event, now)
-                self._schedule_triggers(event, job, now, plan)
+                event, stale = await bookings.record(self.store, event, now)
+                if not stale:  # a replayed past event must not move today's triggers
+                    self._schedule_triggers(event, job, now, plan)
             link = self.ics_links.url(event.booking.uid) if self.ics_links else None
             if link:
                 event = event.with_booking(urls={**event.booking.urls, "ics": link})
@@ -428,9 +435,14 @@ class Worker:
             if not route.covers(booking):
                 plan.unschedule.append(key)
                 continue
-            due = route.fires_at(booking)
+            at = due = route.fires_at(booking)
             if due <= now:
-                if route.trigger == "before_meeting_starts" and route.if_late == "now":
+                started = booking.start.timestamp() <= now
+                if (
+                    route.trigger == "before_meeting_starts"
+                    and route.if_late == "now"
+                    and not started
+                ):
                     due = now
                 else:
                     plan.unschedule.append(key)
@@ -445,6 +457,7 @@ class Worker:
                         "route": route.name,
                         "booking": booking.uid,
                         "source": event.source,
+                        "at": at,  # the time it stands for, to tell a moved trigger
                     },
                     due=due,
                     event_id=job.event_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -457,3 +458,140 @@ async def test_the_invitation_link_serves_the_current_version(start_hub) -> None
     assert (await hub.client.get(forged)).status == 404
     unknown = f"/bookings/{booking_uuid('nobody')}.AAAA.ics"
     assert (await hub.client.get(unknown)).status == 404
+
+
+async def test_replaying_a_past_event_does_not_roll_the_booking_back(start_hub) -> None:
+    from hub.operations import replay
+
+    hub = await start_hub(routes=[REMINDER])
+    first = await post(hub, booking())
+    await hub.worker.drain()
+    canceled, created = reschedule()
+    await post(hub, canceled)
+    await post(hub, created)
+    await hub.worker.drain()
+    out = io.StringIO()
+    await replay(
+        hub.store, out, [first], destination=None, since=None, resend=True, now=hub.clock.now()
+    )
+    await hub.worker.drain()
+    stored = await hub.store.get_booking(booking_uuid(OLD))
+    assert (stored.snapshot["start"], stored.sequence) == ("2026-12-10T14:00:00Z", 1)
+    job = await hub.store.scheduled(f"trigger|reminder|{booking_uuid(OLD)}")
+    assert job.due_at == (NEW_START - timedelta(hours=24)).timestamp()
+
+
+async def test_the_new_half_after_the_window_reschedules_the_cancelled_booking(start_hub) -> None:
+    hub = await start_hub(
+        routes=[
+            {
+                "name": "all",
+                "on": ["booking_confirmed", "booking_rescheduled", "booking_cancelled"],
+                "send": [{"to": "inxmail"}],
+            }
+        ]
+    )
+    await post(hub, booking())
+    await hub.worker.drain()
+    canceled, created = reschedule()
+    await post(hub, canceled)
+    await hub.worker.drain()
+    hub.clock.advance(11 * 60)  # past reschedule_window: the cancellation goes out
+    await hub.worker.drain()
+    assert events(hub)[2:] == ["booking.cancel.inform-customer", "booking.cancel.inform-partner"]
+    await post(hub, created)  # Calendly's retry of the new half, late
+    await hub.worker.drain()
+    assert events(hub)[4:] == ["booking.rebook.inform-customer", "booking.rebook.inform-partner"]
+    stored = await hub.store.get_booking(booking_uuid(OLD))
+    assert (stored.snapshot["status"], stored.sequence) == ("active", 2)
+
+
+async def test_two_quick_reschedules_keep_one_booking(start_hub) -> None:
+    hub = await start_hub(
+        routes=[{"name": "moves", "on": "booking_rescheduled", "send": [{"to": "inxmail"}]}]
+    )
+    await post(hub, booking())
+    await hub.worker.drain()
+    a_cancel, b_created = reschedule()
+    # then B to C, 17 December
+    b_cancel, c_created = (json.loads(body) for body in reschedule())
+    b, c = NEW, NEW.replace("INV0000000043", "INV0000000044")
+    b_cancel["payload"].update(uri=b, new_invitee=c)
+    c_created["payload"].update(uri=c, old_invitee=b)
+    c_created["payload"]["scheduled_event"].update(
+        start_time="2026-12-17T14:00:00Z", end_time="2026-12-17T14:45:00Z"
+    )
+    c_id = await post(hub, json.dumps(c_created).encode())
+    for body in (a_cancel, b_created, json.dumps(b_cancel).encode()):
+        await post(hub, body)
+    # C's new half is processed before the first reschedule is known
+    [c_job] = [j for j in await hub.store.claim(hub.clock.now(), 30, 10) if j.event_id == c_id]
+    await hub.worker.process(c_job)
+    hub.clock.advance(31)  # the others' leases from that claim run out
+    await hub.worker.drain()
+    last = hub.sink.requests[-1]
+    assert last.json()["payload"]["appointment"]["start"] == "2026-12-17T14:00:00+00:00"
+    [vevent] = icalendar.Calendar.from_ical(ics_of(last)).walk("VEVENT")
+    assert (vevent["UID"], vevent["SEQUENCE"]) == (f"{booking_uuid(OLD)}@hub", 2)
+
+
+async def test_a_reminder_running_while_its_booking_moves_does_not_send(start_hub) -> None:
+    hub = await start_hub(routes=[REMINDER])
+    await post(hub, booking())
+    await hub.worker.drain()
+    hub.clock.advance((START - timedelta(hours=24)).timestamp() - hub.clock.now())
+    [timer] = await hub.store.claim(hub.clock.now(), 30, 10)  # the reminder, running
+    canceled, created = reschedule()
+    await post(hub, canceled)
+    await post(hub, created)
+    for job in await hub.store.claim(hub.clock.now(), 30, 10):
+        await hub.worker.process(job)  # the reschedule
+    await hub.worker.process(timer)  # the old reminder finishes: the booking has moved
+    await hub.worker.drain()
+    assert events(hub) == []
+    hub.clock.advance((NEW_START - timedelta(hours=24)).timestamp() - hub.clock.now())
+    await hub.worker.drain()
+    assert events(hub) == ["booking.remind-customer"]
+
+
+async def test_a_template_failing_on_a_booking_is_a_dead_letter_not_a_sick_destination(
+    start_hub,
+) -> None:
+    hub = await start_hub(
+        routes=[
+            {
+                "name": "confirm",
+                "on": "booking_confirmed",
+                "send": [
+                    {
+                        "to": "inxmail",
+                        "event": "calenso.booking.inform-customer",
+                        "title": "{{ 10 // (client.name | length - 11) }}",
+                    }
+                ],
+            }
+        ],  # "Mara Keller": 11
+    )
+    await post(hub, booking())
+    await hub.worker.drain()
+    [dead] = await hub.store.dead_letters()
+    assert dead.reason.startswith("a template of the route failed")
+    [state] = await hub.store.destination_states(["inxmail"])
+    assert state.window_failed == 0
+
+
+async def test_a_late_reminder_is_not_sent_once_the_meeting_has_begun(start_hub) -> None:
+    hub = await start_hub(routes=[{**REMINDER, "if_late": "now"}])
+    hub.clock.advance((START + timedelta(minutes=5)).timestamp() - hub.clock.now())
+    await post(hub, booking())
+    await hub.worker.drain()
+    assert events(hub) == []
+
+
+async def test_answers_with_fields_the_hub_does_not_know_are_kept(start_hub) -> None:
+    hub = await start_hub()
+    payload = json.loads(booking())
+    payload["payload"]["questions_and_answers"][0]["answer_type"] = "text"
+    await post(hub, json.dumps(payload).encode())
+    await hub.worker.drain()
+    assert events(hub) == ["booking.inform-customer", "booking.inform-partner"]

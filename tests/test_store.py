@@ -231,7 +231,7 @@ async def test_a_half_left_alone_goes_alone_once(store) -> None:
     assert await store.pair_timeout("k", NOW + 600, "job_timer1") == cancelled  # retried
     assert await store.pair_timeout("k", NOW + 600, "job_other") is None
     late = await store.pair("k", "created", {"half": "created"}, True, _timer(2), NOW, half="n")
-    assert late.status == "done"
+    assert (late.status, late.partner) == ("late", cancelled)  # it came after the window
 
 
 async def test_a_half_that_may_go_alone_does_so_and_its_partner_is_dropped(store) -> None:

@@ -185,9 +185,10 @@ class StoredBooking:
 class Paired:
     """The outcome of offering one half of a pair: ``paired`` (``partner`` is the other
     half's event), ``alone`` (this half may go on its own), ``wait`` (it waits for its
-    partner, at most until the fallback job), or ``done`` (the pair was handled already)."""
+    partner, at most until the fallback job), ``done`` (the pair was handled already), or
+    ``late`` (its partner waited in vain and went alone; ``partner`` is its event)."""
 
-    status: Literal["paired", "alone", "wait", "done"]
+    status: Literal["paired", "alone", "wait", "done", "late"]
     partner: dict[str, Any] | None = None
 
 
@@ -279,10 +280,13 @@ class Store(Protocol):
         new_version: bool,
         refs: list[str],
         now: float,
-    ) -> int:
+        occurred_at: float = 0.0,
+    ) -> tuple[int, bool]:
         """Keep a booking's current state; ``refs`` (provider references) will find it.
-        Returns its sequence, one higher for each new version (reschedule, cancellation).
-        Recording the same event twice changes nothing."""
+        Returns its sequence as of this event (one higher for each new version: reschedule,
+        cancellation) and whether the event is stale: older than the state it would
+        replace (a replay of a past event), which it then leaves alone. Recording the
+        same event twice changes nothing."""
 
     async def get_booking(self, uid: str) -> StoredBooking | None: ...
 

@@ -290,16 +290,15 @@ for _ = 1, tonumber(ARGV[15]) do
              'key', key)
   enqueue(sid, tonumber(ARGV[i + 3]), ARGV[i + 6])
   if ARGV[i + 7] ~= '' then
-    redis.call('SADD', p .. 'event:' .. ARGV[i + 5] .. ':sent', ARGV[i + 7])
+    local sent = p .. 'event:' .. ARGV[i + 5] .. ':sent'
+    redis.call('SADD', sent, ARGV[i + 7])
+    redis.call('EXPIRE', sent, tonumber(extra))
   end
   i = i + 9
 end
 while ARGV[i] do
   unschedule(ARGV[i])
   i = i + 1
-end
-if outcome == 'done' and dispatch then
-  redis.call('EXPIRE', p .. 'event:' .. event_id .. ':sent', tonumber(extra))
 end
 return {1, changed}
 """
@@ -348,36 +347,46 @@ return {job_id, 1}
 )
 
 # ARGV: prefix, now, booking uid, event id, snapshot, bump (1: a new version of the
-#       booking), then provider references that name it
-# Returns the booking's sequence (the iCalendar SEQUENCE of its current version).
+#       booking), when the event happened (ms), then provider references that name it
+# Returns {the booking's sequence as of this event, 1 if the event is older than the
+# booking's state (a replay of a past event: nothing is changed) else 0}.
+# The same event recorded twice gets its sequence back and changes nothing.
 BOOK = (
     PRELUDE
     + """
 local uid, event_id, snapshot, bump = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local occurred = tonumber(ARGV[7])
 local bk = p .. 'booking:' .. uid
-local seen = redis.call('HMGET', bk, 'last_event', 'sequence')
-if seen[1] == event_id then return tonumber(seen[2]) end
+local seen = redis.call('HMGET', bk, 'sequence', 'occurred_at', 'ev:' .. event_id)
+if seen[3] then
+  local stale = 0
+  if occurred < tonumber(seen[2]) then stale = 1 end
+  return {tonumber(seen[3]), stale}
+end
+if seen[2] and occurred < tonumber(seen[2]) then return {tonumber(seen[1]), 1} end
 local sequence = 0
-if seen[2] then
-  sequence = tonumber(seen[2])
+if seen[1] then
+  sequence = tonumber(seen[1])
   if bump == '1' then sequence = sequence + 1 end
 end
-redis.call('HSET', bk, 'snapshot', snapshot, 'sequence', sequence, 'last_event', event_id,
-           'updated_at', now)
-local i = 7
+redis.call('HSET', bk, 'snapshot', snapshot, 'sequence', sequence, 'occurred_at', occurred,
+           'updated_at', now, 'ev:' .. event_id, sequence)
+local i = 8
 while ARGV[i] do
   redis.call('SET', p .. 'bookref:' .. ARGV[i], uid)
   i = i + 1
 end
-return sequence
+return {sequence, 0}
 """
 )
 
 # The two halves of one change that a provider sends as two webhooks (Calendly's
 # reschedule: the old invitee cancelled, the new one created), in either order.
 # ARGV: prefix, now, pair key, role, this half's event, may it go alone now (1|0),
-#       ttl s, fallback job id, fallback due ms, fallback job payload, this half's id
-# Returns {'paired', the other half's event} | {'alone'} | {'wait'} | {'done'}.
+#       ttl s, fallback job id, fallback due ms, fallback job payload, this half's id,
+#       the inbound event id of this half
+# Returns {'paired', the other half's event} | {'alone'} | {'wait'} | {'done'} |
+# {'late', the other half's event}: it timed out and went alone before this half came.
 # Idempotent: the same half offered again (a retried job) gets the same answer.
 PAIR = (
     PRELUDE
@@ -388,6 +397,8 @@ local pk = p .. 'pair:' .. key
 local s = redis.call('HMGET', pk, 'state', 'role', 'event', 'half', 'decided_by', 'decision')
 if s[1] == 'done' then
   if s[5] == half then return {s[6], s[3]} end
+  -- the other half came after its partner timed out and went alone: it is late
+  if s[6] == 'timeout' and s[2] ~= role then return {'late', s[3]} end
   return {'done'}
 end
 if s[1] == 'waiting' then
@@ -409,7 +420,7 @@ redis.call('EXPIRE', pk, ttl)
 local fid = ARGV[8]
 redis.call('SET', p .. 'jobkey:pair|' .. key, fid)
 redis.call('HSET', jk(fid), 'kind', 'timer', 'payload', ARGV[10], 'attempts', 0,
-           'created_at', now, 'key', 'pair|' .. key)
+           'created_at', now, 'key', 'pair|' .. key, 'event_id', ARGV[12])
 enqueue(fid, tonumber(ARGV[9]), '')
 return {'wait'}
 """

@@ -321,8 +321,9 @@ class RedisStore:
         new_version: bool,
         refs: list[str],
         now: float,
-    ) -> int:
-        sequence = await self._call(
+        occurred_at: float = 0.0,
+    ) -> tuple[int, bool]:
+        sequence, stale = await self._call(
             self._book(
                 args=[
                     self.keys.prefix,
@@ -331,11 +332,12 @@ class RedisStore:
                     event_id,
                     self._payload(snapshot),
                     1 if new_version else 0,
+                    _ms(occurred_at),
                     *refs,
                 ]
             )
         )
-        return int(sequence)
+        return int(sequence), bool(stale)
 
     async def get_booking(self, uid: str) -> StoredBooking | None:
         data = await self._call(self.redis.hmget(self.keys.booking(uid), "snapshot", "sequence"))
@@ -372,11 +374,16 @@ class RedisStore:
                     _ms(fallback.due),
                     self._payload(fallback.payload),
                     half or event.get("inbound_event_id", ""),
+                    fallback.event_id or "",
                 ]
             )
         )
         status = result[0].decode()
-        partner = orjson.loads(self._open(result[1])) if status == "paired" and result[1] else None
+        partner = (
+            orjson.loads(self._open(result[1]))
+            if status in ("paired", "late") and len(result) > 1 and result[1]
+            else None
+        )
         return Paired(status, partner)
 
     async def pair_timeout(self, key: str, now: float, timer: str = "") -> dict[str, Any] | None:
