@@ -25,7 +25,7 @@ from hub.connector import (
 )
 from hub.errors import PermanentDelivery
 from hub.ics import invitation
-from hub.model import Booking, BookingEvent, Person, booking_uuid, utc_iso
+from hub.model import NOTIFICATION_TYPES, Booking, BookingEvent, Person, booking_uuid, utc_iso
 from hub.outbound import post_json
 from hub.templates import Template, TemplateFailed, compile_template
 from hub.units import Duration
@@ -145,6 +145,8 @@ class Inxmail(DestinationConnector):
 
     @classmethod
     def unsupported(cls, event_type: str, action: InxmailAction) -> str | None:  # type: ignore[override]
+        if event_type == "invite_replied" or event_type in NOTIFICATION_TYPES:
+            return "Calenso events are about bookings, and this event carries none"
         names = action.events(event_type)
         if not names:
             return (
@@ -271,6 +273,8 @@ def build_event(
 ) -> dict[str, Any]:
     """The body of one Calenso event about ``event``."""
     booking = event.booking
+    if booking is None:
+        raise PermanentDelivery(f"{name} needs a booking, and the {event.type} event has none")
     appointment = _appointment(booking, event, action)
     payload: dict[str, Any] = {
         "customer": _customer(booking, config.language),

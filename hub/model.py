@@ -15,14 +15,17 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = [
     "EVENT_TYPES",
+    "NOTIFICATION_TYPES",
     "Answer",
     "Booking",
     "BookingEvent",
     "Cancellation",
     "EventType",
+    "InviteReply",
     "Location",
     "Meeting",
     "Person",
+    "Proposal",
     "booking_uuid",
     "utc_iso",
 ]
@@ -37,8 +40,19 @@ EventType = Literal[
     "after_meeting_ends",
     "meeting_outcome_changed",
     "invite_replied",
+    "calendar_changed",
+    "channel_verified",
+    "profile_disconnected",
+    "provider_notification",
 ]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__
+# Events that are about a calendar or a channel, not a booking: they carry none.
+NOTIFICATION_TYPES = (
+    "calendar_changed",
+    "channel_verified",
+    "profile_disconnected",
+    "provider_notification",
+)
 
 # Namespace of the stable UUIDs derived from provider identifiers (booking uid, people).
 HUB_NAMESPACE = uuid.UUID("5b0c7a8e-3f43-4c1e-9a57-3f2f1d7f6b10")
@@ -121,6 +135,25 @@ class Booking(_Model):
     )
 
 
+class Proposal(_Model):
+    """A time a recipient proposed instead."""
+
+    start: AwareDatetime
+    start_time_zone: str | None = None
+    end: AwareDatetime
+    end_time_zone: str | None = None
+
+
+class InviteReply(_Model):
+    """A recipient's answer to a calendar invitation."""
+
+    invite_id: str = Field(description="The provider's id of the invitation")
+    email: str | None = None
+    status: Literal["pending", "accepted", "tentative", "declined"]
+    comment: str | None = None
+    proposal: Proposal | None = None
+
+
 class BookingEvent(_Model):
     """Something that happened to a booking, in the hub's own words."""
 
@@ -130,8 +163,11 @@ class BookingEvent(_Model):
     inbound_event_id: str = Field(description="Id of the accepted webhook it came from")
     occurred_at: AwareDatetime = Field(description="When the provider says it happened")
     received_at: AwareDatetime = Field(description="When the hub accepted the webhook")
-    booking: Booking
+    booking: Booking | None = Field(
+        None, description="The booking; none for invite replies and calendar notifications"
+    )
     original: Booking | None = Field(None, description="The booking before a reschedule")
+    reply: InviteReply | None = Field(None, description="The answer, for invite_replied")
     raw: dict[str, Any] = Field(default_factory=dict, description="The provider's payload")
 
     def to_json(self) -> dict[str, Any]:
@@ -139,7 +175,18 @@ class BookingEvent(_Model):
 
     def with_booking(self, **changes: Any) -> BookingEvent:
         """This event with its booking changed."""
+        assert self.booking is not None
         return self.model_copy(update={"booking": self.booking.model_copy(update=changes)})
+
+    @property
+    def subject(self) -> str:
+        """What the event is about: its booking, or its invitation, or itself. Messages
+        about one subject reach a destination in order."""
+        if self.booking is not None:
+            return self.booking.id
+        if self.reply is not None:
+            return f"invite:{self.reply.invite_id}"
+        return self.id
 
 
 def json_schema() -> dict[str, Any]:

@@ -26,10 +26,14 @@ class Route:
     if_late: str = "skip"
     keep_on_no_show: bool = False
 
-    def covers(self, booking: Booking) -> bool:
-        """Whether the route's meeting scope includes the booking."""
-        meeting = booking.meeting
-        return not self.meetings or bool({meeting.id, meeting.name} & self.meetings)
+    def covers(self, booking: Booking | None) -> bool:
+        """Whether the route's meeting scope includes the booking (none: only if the route
+        has no scope)."""
+        if not self.meetings:
+            return True
+        return booking is not None and bool(
+            {booking.meeting.id, booking.meeting.name} & self.meetings
+        )
 
     def fires_at(self, booking: Booking) -> float:
         """When a time trigger fires for a booking (epoch seconds)."""

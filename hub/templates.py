@@ -51,6 +51,9 @@ def _person(person: Person | None, booking: Booking, zone: str | None) -> dict[s
 
 def variables(event: BookingEvent) -> dict[str, Any]:
     booking = event.booking
+    reply = event.reply.model_dump(mode="json") if event.reply else None
+    if booking is None:
+        return {"event": {"type": event.type, "id": event.id}, "reply": reply}
     host_zone = booking.host.time_zone if booking.host else None
     return {
         "booking": {
@@ -64,6 +67,7 @@ def variables(event: BookingEvent) -> dict[str, Any]:
         "host": _person(booking.host, booking, host_zone),
         "location": booking.location.value if booking.location else None,
         "event": {"type": event.type, "id": event.id},
+        "reply": reply,
     }
 
 

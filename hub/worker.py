@@ -375,13 +375,14 @@ class Worker:
             skip = await self.store.sent_signatures(event_id)
         plan = _Plan()
         for event in events:
-            if record:
+            if record and event.booking is not None:
                 event, stale = await bookings.record(self.store, event, now)
                 if not stale:  # a replayed past event must not move today's triggers
                     self._schedule_triggers(event, job, now, plan)
-            link = self.ics_links.url(event.booking.uid) if self.ics_links else None
-            if link:
-                event = event.with_booking(urls={**event.booking.urls, "ics": link})
+            if event.booking is not None and self.ics_links is not None:
+                link = self.ics_links.url(event.booking.uid)
+                if link:
+                    event = event.with_booking(urls={**event.booking.urls, "ics": link})
             for route, action in self.router.match(event, only=only):
                 destination = self.destinations[action.to]
                 for message in destination.plan(event, action):
@@ -401,7 +402,7 @@ class Worker:
                             destination=action.to,
                             event_id=event_id,
                             # one booking's messages reach a destination in accepted order
-                            order_key=f"{action.to}|{event.booking.id}",
+                            order_key=f"{action.to}|{event.subject}",
                             signature=signature,
                         )
                     )
@@ -419,6 +420,7 @@ class Worker:
         per timed route and booking, so a reschedule replaces it and a cancellation drops
         it."""
         booking = event.booking
+        assert booking is not None
         for route in self.router.timed:
             key = route.key(booking)
             if event.type == "booking_cancelled":
