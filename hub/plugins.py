@@ -20,7 +20,9 @@ __all__ = [
 # Built-in connectors, registered through the same call as any third-party plugin.
 DEFAULT_PLUGINS = (
     "connectors.calendly",
+    "connectors.cronofy",
     "connectors.inxmail",
+    "connectors.webhook",
 )
 
 T = TypeVar("T")

@@ -99,9 +99,9 @@ def test_the_hookspecs_are_the_ones_tested_here() -> None:
 
 def test_built_in_connectors_are_registered_as_plugins() -> None:
     pm = get_plugin_manager(load_entrypoints=False)
-    assert [pm.get_plugin(name) is not None for name in DEFAULT_PLUGINS] == [True, True]
-    assert set(source_connectors(pm)) == {"calendly"}
-    assert set(destination_connectors(pm)) == {"inxmail"}
+    assert all(pm.get_plugin(name) is not None for name in DEFAULT_PLUGINS)
+    assert set(source_connectors(pm)) == {"calendly", "cronofy", "webhook"}
+    assert set(destination_connectors(pm)) == {"inxmail", "webhook"}
 
 
 def test_register_sources_and_destinations_add_connectors() -> None:

@@ -391,7 +391,7 @@ async def test_templates_render_the_neetocal_variables_in_each_time_zone(start_h
 @pytest.mark.parametrize(
     ("route", "message"),
     [
-        ({"when": 'booking.meeting.name.startsWith("Con"'}, "route 'r': `when: booking.meeting"),
+        ({"when": 'booking.meeting.name.startsWith("Con"'}, "route 'r': when: `booking.meeting"),
         (
             {"send": [{"to": "inxmail", "title": "{{ client.nme }}"}]},
             "routes.0.send.0.title: Value error, template '{{ client.nme }}'",
