@@ -80,7 +80,7 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
         headers={"User-Agent": "hub"},
     )
     app[HTTP] = session
-    context = ConnectorContext(http=session, clock=app[CLOCK])
+    context = ConnectorContext(http=session, clock=app[CLOCK], store=app[STORE])
     app[DESTINATIONS] = build_destinations(app[CONFIG], app[PLUGINS], context)
     yield
     await session.close()

@@ -35,7 +35,7 @@ from hub.clock import Clock
 from hub.model import BookingEvent
 from hub.retry import RetryPolicy
 from hub.schemas import compile_schema
-from hub.store import EndpointPolicy
+from hub.store import EndpointPolicy, Store
 from hub.units import Duration
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "DeliveryResult",
     "DestinationConfig",
     "DestinationConnector",
+    "Memory",
     "NormalizeContext",
     "SourceConfig",
     "SourceConnector",
@@ -165,12 +166,37 @@ class DeliveryResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+class Memory:
+    """What one destination remembers between deliveries, kept in the store: say, the
+    id the destination gave an appointment, by booking."""
+
+    def __init__(self, store: Store, scope: str) -> None:
+        self._store = store
+        self._scope = scope
+
+    async def get(self, key: str) -> str | None:
+        return await self._store.recall(self._scope, key)
+
+    async def set(self, key: str, value: str) -> None:
+        await self._store.remember(self._scope, key, value)
+
+    async def delete(self, key: str) -> None:
+        await self._store.forget(self._scope, key)
+
+
 @dataclass(frozen=True)
 class ConnectorContext:
     """Shared resources handed to destination connectors."""
 
     http: aiohttp.ClientSession
     clock: Clock
+    store: Store | None = None
+
+    def memory(self, destination: str) -> Memory:
+        """The memory of one destination."""
+        if self.store is None:
+            raise RuntimeError("this context has no store")
+        return Memory(self.store, destination)
 
 
 class DestinationConnector(ABC):

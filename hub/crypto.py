@@ -16,6 +16,7 @@ from hub.errors import StoreError
 __all__ = ["Cipher", "new_key"]
 
 _PLAIN_JSON = (b"{", b"[")
+_FERNET = b"gAAAAA"  # every Fernet token starts so (version byte 0x80, then the time)
 
 
 def new_key() -> str:
@@ -33,7 +34,7 @@ class Cipher:
         return self._fernet.encrypt(data)
 
     def open(self, data: bytes) -> bytes:
-        if data.startswith(_PLAIN_JSON):
+        if data.startswith(_PLAIN_JSON) or not data.startswith(_FERNET):
             return data
         try:
             return self._fernet.decrypt(data)

@@ -34,6 +34,7 @@ def invitation(
     method: Literal["REQUEST", "CANCEL"] | None = None,
     sequence: int | None = None,
     summary: str | None = None,
+    description: str | None = None,
 ) -> bytes:
     """The ``text/calendar`` body of an invitation to (or cancellation of) ``booking``.
 
@@ -57,7 +58,7 @@ def invitation(
         start=booking.start,
         end=booking.end,
         summary=summary or booking.meeting.name or "Appointment",
-        description=booking.notes,
+        description=description if description is not None else booking.notes,
         location=booking.location.value if booking.location else None,
         organizer=_address(host, "CHAIR", rsvp=False) if host and host.email else None,
         attendees=attendees or None,

@@ -21,6 +21,7 @@ __all__ = [
 DEFAULT_PLUGINS = (
     "connectors.calendly",
     "connectors.cronofy",
+    "connectors.email_invite",
     "connectors.inxmail",
     "connectors.webhook",
 )

@@ -315,6 +315,13 @@ class Store(Protocol):
     async def scheduled(self, key: str) -> JobInfo | None:
         """The job scheduled under a key, if any."""
 
+    # what destination connectors remember (an appointment id per booking, say)
+    async def remember(self, scope: str, key: str, value: str) -> None: ...
+
+    async def recall(self, scope: str, key: str) -> str | None: ...
+
+    async def forget(self, scope: str, key: str) -> None: ...
+
     # dead letters and replay
     async def replay(self, job_id: str, now: float) -> bool:
         """Make a dead job due again with a fresh attempt budget. False unless it was dead."""

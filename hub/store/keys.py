@@ -17,6 +17,7 @@
     {p}:booking:{uid}           hash        a booking's current snapshot and sequence
     {p}:bookref:{ref}           string      booking uid of a provider reference
     {p}:pair:{key}              hash        one half of a two-webhook change, waiting
+    {p}:memory:{destination}    hash        what a destination connector remembers
 
 The Lua scripts of ``hub/store/redis.py`` build the same names from the prefix they are
 given (a single Redis, not a Cluster, is assumed).
@@ -62,3 +63,6 @@ class Keys:
 
     def job_key(self, key: str) -> str:
         return f"{self.prefix}jobkey:{key}"
+
+    def memory(self, scope: str) -> str:
+        return f"{self.prefix}memory:{scope}"

@@ -394,6 +394,18 @@ class RedisStore:
         job_id = await self._call(self.redis.get(self.keys.job_key(key)))
         return await self.get_job(job_id.decode()) if job_id else None
 
+    # --- connector memory --------------------------------------------------------------
+
+    async def remember(self, scope: str, key: str, value: str) -> None:
+        await self._call(self.redis.hset(self.keys.memory(scope), key, self._seal(value.encode())))
+
+    async def recall(self, scope: str, key: str) -> str | None:
+        value = await self._call(self.redis.hget(self.keys.memory(scope), key))
+        return self._open(value).decode() if value is not None else None
+
+    async def forget(self, scope: str, key: str) -> None:
+        await self._call(self.redis.hdel(self.keys.memory(scope), key))
+
     # --- dead letters and replay -------------------------------------------------------
 
     async def replay(self, job_id: str, now: float) -> bool:
