@@ -19,6 +19,7 @@ __all__ = [
 
 # Built-in connectors, registered through the same call as any third-party plugin.
 DEFAULT_PLUGINS = (
+    "connectors.auvious",
     "connectors.calendly",
     "connectors.cronofy",
     "connectors.email_invite",

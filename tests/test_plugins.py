@@ -101,7 +101,7 @@ def test_built_in_connectors_are_registered_as_plugins() -> None:
     pm = get_plugin_manager(load_entrypoints=False)
     assert all(pm.get_plugin(name) is not None for name in DEFAULT_PLUGINS)
     assert set(source_connectors(pm)) == {"calendly", "cronofy", "webhook"}
-    assert set(destination_connectors(pm)) == {"email_invite", "inxmail", "webhook"}
+    assert set(destination_connectors(pm)) == {"auvious", "email_invite", "inxmail", "webhook"}
 
 
 def test_register_sources_and_destinations_add_connectors() -> None:
