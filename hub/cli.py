@@ -1,4 +1,5 @@
-"""The ``hub`` command: serve, worker, check, dlq, replay, destinations, schema, keygen."""
+"""The ``hub`` command: serve, worker, check, dlq, replay, destinations, plugins, schema,
+keygen."""
 
 from __future__ import annotations
 
@@ -79,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     dests.add_argument("action", nargs="?", choices=["enable"])
     dests.add_argument("name", nargs="?")
 
+    plugins = commands.add_parser("plugins", help="List the loaded plugins and what they add.")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
     commands.add_parser("schema", help="Print the JSON Schema of the canonical event.")
     commands.add_parser("keygen", help="Print a new key for store.encryption_keys.")
     return parser
@@ -93,6 +96,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "keygen":
         print(new_key())
+        return 0
+    if args.command == "plugins":
+        from hub.plugins import describe_plugins
+
+        found = describe_plugins(get_plugin_manager())
+        if args.json:
+            print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+        for plugin in [] if args.json else found:
+            adds = ", ".join(
+                f"{kind} {', '.join(names)}"
+                for kind, names in plugin["connectors"].items()
+                if names
+            )
+            hooks = ", ".join(plugin["hooks"])
+            print(f"{plugin['name']:<24} {plugin['version']:<22} hooks: {hooks:<44} adds {adds}")
         return 0
     pm = get_plugin_manager()
     try:

@@ -12,6 +12,7 @@ from hub.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PLUGINS",
+    "describe_plugins",
     "destination_connectors",
     "get_plugin_manager",
     "source_connectors",
@@ -63,3 +64,35 @@ def source_connectors(pm: pluggy.PluginManager) -> dict[str, type]:
 def destination_connectors(pm: pluggy.PluginManager) -> dict[str, type]:
     """Destination connector classes of every plugin, by connector name."""
     return _by_name(pm.hook.register_destinations(), "destination")
+
+
+def describe_plugins(pm: pluggy.PluginManager) -> list[dict[str, object]]:
+    """Each plugin: its name, version, the hooks it implements and the connectors it adds."""
+    from hub import __version__
+
+    versions = {
+        id(plugin): f"{dist.project_name} {dist.version}"
+        for plugin, dist in pm.list_plugin_distinfo()
+    }
+    described = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+        connectors: dict[str, list[str]] = {"sources": [], "destinations": []}
+        for hook, kind in (
+            ("register_sources", "sources"),
+            ("register_destinations", "destinations"),
+        ):
+            for impl in getattr(pm.hook, hook).get_hookimpls():
+                if impl.plugin is plugin:
+                    connectors[kind] += [cls.name for cls in impl.function() or []]
+        described.append(
+            {
+                "name": name,
+                "version": versions.get(id(plugin), f"hub {__version__} (built in)"),
+                "hooks": hooks,
+                "connectors": connectors,
+            }
+        )
+    return described
