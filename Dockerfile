@@ -9,6 +9,7 @@ COPY schemas ./schemas
 RUN pip install . && rm -rf /src
 
 COPY hub.yaml /etc/hub/hub.yaml
+COPY examples/partner-schema.json /etc/hub/examples/partner-schema.json
 RUN useradd --system --no-create-home hub
 USER hub
 WORKDIR /

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from standardwebhooks import Webhook
 
 from hub import hookimpl
@@ -152,7 +152,10 @@ class WebhookSourceConfig(SourceConfig):
 
     @field_validator("schema_file")
     @classmethod
-    def _schema(cls, path: Path) -> Path:
+    def _schema(cls, path: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base_dir")
+        if base is not None and not path.is_absolute():
+            path = Path(base) / path
         try:
             compile_schema(json.loads(path.read_text()))
         except OSError as error:

@@ -421,12 +421,13 @@ def parse_config(
         raise ConfigError("\n".join(_format_errors(error, root, where))) from None
 
     problems: list[str] = []
+    base = Path(where).parent  # relative paths in the file are relative to the file
     sources = _connector_configs(
-        "sources", file.sources, source_connectors(plugin_manager), root, where, problems
+        "sources", file.sources, source_connectors(plugin_manager), root, where, problems, base
     )
     destination_classes = destination_connectors(plugin_manager)
     destinations = _connector_configs(
-        "destinations", file.destinations, destination_classes, root, where, problems
+        "destinations", file.destinations, destination_classes, root, where, problems, base
     )
     lease = file.worker.lease
     for name, destination in destinations.items():
@@ -450,6 +451,7 @@ def _connector_configs(
     root: yaml.Node | None,
     where: str,
     problems: list[str],
+    base: Path,
 ) -> dict[str, BaseModel]:
     typed = {}
     for name, spec in specs.items():
@@ -463,7 +465,9 @@ def _connector_configs(
             )
             continue
         try:
-            typed[name] = cls.config_model.model_validate(spec.model_dump())
+            typed[name] = cls.config_model.model_validate(
+                spec.model_dump(), context={"base_dir": base}
+            )
         except ValidationError as error:
             problems.extend(_format_errors(error, root, where, (section, name)))
     return typed

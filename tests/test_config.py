@@ -184,11 +184,22 @@ def test_duration_and_size_units() -> None:
             parse_duration(bad)
 
 
-def test_hub_check_on_the_sample_configuration(monkeypatch, capsys) -> None:
-    for name, value in ENVIRON.items():
+SAMPLE_SECRETS = {
+    "CRONOFY_CLIENT_SECRET": "cronofy-secret",
+    "PARTNER_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "CRM_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "AUVIOUS_CLIENT_ID": "id",
+    "AUVIOUS_CLIENT_SECRET": "secret",
+    "AUVIOUS_APPLICATION_ID": "app",
+}
+
+
+def test_hub_check_on_the_sample_configuration(monkeypatch, capsys, tmp_path) -> None:
+    for name, value in {**ENVIRON, **SAMPLE_SECRETS}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)  # relative paths in it are relative to the file
     assert main(["check", "--config", str(ROOT / "hub.yaml")]) == 0
-    assert "valid (1 sources, 1 destinations, 3 routes)" in capsys.readouterr().out
+    assert "valid (3 sources, 4 destinations, 6 routes)" in capsys.readouterr().out
 
 
 def test_hub_check_fails_with_the_message(tmp_path, monkeypatch, capsys) -> None:
