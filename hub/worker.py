@@ -409,7 +409,10 @@ class Worker:
         bound.info(
             "dispatch.routed",
             events=[e.type for e in events],
-            deliveries=[(j.destination, j.payload.get("message")) for j in plan.spawn],
+            deliveries=[
+                (j.destination, j.payload.get("message")) for j in plan.spawn if j.kind == "deliver"
+            ],
+            timers=[j.key for j in plan.spawn if j.kind == "timer"],
             unscheduled=len(plan.unschedule),
             skipped=len(skip),
         )
