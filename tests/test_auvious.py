@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from hub.schemas import SchemaValidator
 from tests.test_scheduling import NEW_START, booking, post, reschedule
+
+_SCHEMA = json.loads(
+    (Path(__file__).parent.parent / "schemas/auvious/appointment.json").read_text()
+)
+SCHEDULE = SchemaValidator("schedule", {**_SCHEMA, "$ref": "#/$defs/schedule"})
+RESCHEDULE = SchemaValidator("reschedule", {**_SCHEMA, "$ref": "#/$defs/reschedule"})
 
 
 class Auvious:
@@ -53,6 +61,7 @@ class Auvious:
         if not self._authorized(request):
             return web.json_response({}, status=401)
         body = await request.json()
+        SCHEDULE.check(body)  # the request shape of the appointments API
         appointment = {**body, "id": next(self.ids)}
         self.appointments[appointment["id"]] = appointment
         self.calls.append(("POST", appointment["id"]))
@@ -62,6 +71,7 @@ class Auvious:
         if not self._authorized(request):
             return web.json_response({}, status=401)
         body = await request.json()
+        RESCHEDULE.check(body)
         self.appointments[body["id"]].update(start=body["start"], duration=body["duration"])
         self.calls.append(("PUT", body["id"]))
         return web.json_response(self.appointments[body["id"]])

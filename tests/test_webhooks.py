@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook
 
+from hub.schemas import validator
+
 OLD = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 NEW = "whsec_" + "bmV3LXNlY3JldC1vZi10aGlydHktdHdvLWJ5dGVzISE="
 
@@ -54,6 +56,8 @@ async def test_deliveries_verify_under_each_secret_and_keep_their_id(start_hub, 
         payload = Webhook(secret).verify(second.body, second.headers)
     assert payload["type"] == "booking_confirmed"
     assert payload["data"]["booking"]["client"]["email"] == "mara.keller@example.org"
+    validator("webhook/outbound.json").check(payload)
+    validator("booking-event.json").check(payload["data"])
     with pytest.raises(Exception, match="No matching signature"):
         Webhook("whsec_" + "b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXMh").verify(
             second.body, second.headers
