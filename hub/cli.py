@@ -120,9 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         configure_logging(config.log.level, config.log.format)
+        _use_uvloop()
         return _serve(config, args)
     if args.command == "worker":
         configure_logging(config.log.level, config.log.format)
+        _use_uvloop()
         return asyncio.run(_work(config))
     try:
         return asyncio.run(_operate(config, pm, args))
@@ -177,6 +179,15 @@ async def _operate(config: Config, pm: pluggy.PluginManager, args: argparse.Name
         return 1
     finally:
         await store.close()
+
+
+def _use_uvloop() -> None:
+    """uvloop's event loop where it is installed: the same asyncio, faster."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:

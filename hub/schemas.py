@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import best_match
@@ -46,15 +47,22 @@ def _path(parts: deque[Any]) -> str:
 
 
 class SchemaValidator:
-    """A compiled schema. ``check`` raises InvalidPayload naming the failing field."""
+    """A compiled schema. ``check`` raises InvalidPayload naming the failing field.
+
+    The valid path, every request's, runs jsonschema-rs's compiled validator (microseconds).
+    Only a payload it refuses goes through jsonschema, which says where and why.
+    """
 
     def __init__(self, name: str, schema: dict[str, Any]) -> None:
         Draft202012Validator.check_schema(schema)
         self.name = name
         self.schema = schema
         self._validator = Draft202012Validator(schema, format_checker=FORMATS)
+        self._fast = jsonschema_rs.validator_for(schema, validate_formats=True)
 
     def check(self, instance: Any) -> None:
+        if self._fast.is_valid(instance):
+            return
         error = best_match(self._validator.iter_errors(instance))
         if error is None:
             return
