@@ -57,8 +57,8 @@ def redis_url() -> Iterator[str]:
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="hub-bench-redis-")
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", workdir], stdout=subprocess.DEVNULL,
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
@@ -99,17 +99,29 @@ def signed(n: int, at: int) -> tuple[str, bytes]:
     return sign(KEY, at, body), body
 
 
-def hub_config(url: str, prefix: str, *, port: int, sink: str, concurrency: int = 64,
-               destination: str = "inxmail") -> str:
+def hub_config(
+    url: str,
+    prefix: str,
+    *,
+    port: int,
+    sink: str,
+    concurrency: int = 64,
+    destination: str = "inxmail",
+) -> str:
     """A hub.yaml for a benchmark: the intake on ``port``, deliveries to ``sink``."""
     destinations = {
         "inxmail": {
-            "connector": "inxmail", "api_url": f"{sink}/v1", "api_id": "${INXMAIL_API_ID}",
-            "api_secret": "${INXMAIL_API_SECRET}", "circuit": {"enabled": False},
+            "connector": "inxmail",
+            "api_url": f"{sink}/v1",
+            "api_id": "${INXMAIL_API_ID}",
+            "api_secret": "${INXMAIL_API_SECRET}",
+            "circuit": {"enabled": False},
         },
         "webhook": {
-            "connector": "webhook", "url": f"{sink}/v1/events",
-            "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "circuit": {"enabled": False},
+            "connector": "webhook",
+            "url": f"{sink}/v1/events",
+            "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+            "circuit": {"enabled": False},
         },
     }
     config = {
@@ -117,21 +129,34 @@ def hub_config(url: str, prefix: str, *, port: int, sink: str, concurrency: int 
         "server": {"host": "127.0.0.1", "port": port, "max_body": "64KiB"},
         "worker": {"concurrency": concurrency, "poll_interval": "20ms"},
         "log": {"level": "warning", "format": "json"},
-        "sources": {"calendly": {"connector": "calendly", "signing_key": "${CALENDLY_SIGNING_KEY}",
-                                 "tolerance": "1h"}},
+        "sources": {
+            "calendly": {
+                "connector": "calendly",
+                "signing_key": "${CALENDLY_SIGNING_KEY}",
+                "tolerance": "1h",
+            }
+        },
         "destinations": {destination: destinations[destination]},
         "routes": [{"name": "all", "on": ["booking_confirmed"], "send": [{"to": destination}]}],
     }
     return json.dumps(config)
 
 
-def start(command: list[str], *, core: int | None = None, env: dict[str, str] | None = None,
-          log: Path | None = None) -> subprocess.Popen[bytes]:
+def start(
+    command: list[str],
+    *,
+    core: int | None = None,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
     prefix = pinned(core) if core is not None else []
     out = log.open("ab") if log else subprocess.DEVNULL
     return subprocess.Popen(
-        prefix + command, cwd=ROOT, env={**os.environ, **ENV, **(env or {})},
-        stdout=out, stderr=out,
+        prefix + command,
+        cwd=ROOT,
+        env={**os.environ, **ENV, **(env or {})},
+        stdout=out,
+        stderr=out,
     )
 
 
@@ -188,17 +213,39 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, path: str, requests_file: Path, *, seconds: int, connections: int = 32,
-        core: int = 1, delay_ms: float | None = None) -> WrkResult:
+def wrk(
+    url: str,
+    path: str,
+    requests_file: Path,
+    *,
+    seconds: int,
+    connections: int = 32,
+    core: int = 1,
+    delay_ms: float | None = None,
+) -> WrkResult:
     """wrk on ``core``, POSTing the signed bodies of ``requests_file`` in turn."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(WRK_SCRIPT + (WRK_DELAY % delay_ms if delay_ms else ""))
     done = subprocess.run(
-        pinned(core) + ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-                        "-s", str(script), url, "--", str(requests_file), path],
-        capture_output=True, text=True, check=True,
+        [
+            *pinned(core),
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+            "--",
+            str(requests_file),
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     out = done.stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
@@ -215,11 +262,12 @@ def wrk(url: str, path: str, requests_file: Path, *, seconds: int, connections: 
 
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-                     for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
+    )
 
 
-def run(coro):  # noqa: ANN001, ANN201
+def run(coro):
     try:
         import uvloop
 

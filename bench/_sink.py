@@ -48,8 +48,9 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None,
-                handle_signals=False)
+    web.run_app(
+        app, host="127.0.0.1", port=args.port, access_log=None, print=None, handle_signals=False
+    )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
-    drop_prefix, free_port, hub_config, new_prefix, redis_url, signed, start, stop, table,
-    wait_listening, wrk,
+from _common import (
+    drop_prefix,
+    free_port,
+    hub_config,
+    new_prefix,
+    redis_url,
+    signed,
+    start,
+    stop,
+    table,
+    wait_listening,
+    wrk,
 )
 
 
@@ -44,38 +53,62 @@ def main() -> None:
         config = workdir / "hub.yaml"
         config.write_text(hub_config(url, prefix, port=hub_port, sink="http://127.0.0.1:9"))
         bare = start([sys.executable, "bench/_sink.py", str(bare_port)], core=0)
-        hub = start([sys.executable, "-m", "hub", "serve", "--no-worker", "--config", str(config)],
-                    core=0, log=workdir / "hub.log")
+        hub = start(
+            [sys.executable, "-m", "hub", "serve", "--no-worker", "--config", str(config)],
+            core=0,
+            log=workdir / "hub.log",
+        )
         try:
             wait_listening(bare_port)
             wait_listening(hub_port)
-            base = wrk(f"http://127.0.0.1:{bare_port}", "/hooks/calendly", bodies,
-                       seconds=args.seconds)
-            peak = wrk(f"http://127.0.0.1:{hub_port}", "/hooks/calendly", bodies,
-                       seconds=args.seconds)
+            base = wrk(
+                f"http://127.0.0.1:{bare_port}", "/hooks/calendly", bodies, seconds=args.seconds
+            )
+            peak = wrk(
+                f"http://127.0.0.1:{hub_port}", "/hooks/calendly", bodies, seconds=args.seconds
+            )
             half = peak.rps / 2
             # 32 connections, each waiting so that together they send at half the peak
-            paced = wrk(f"http://127.0.0.1:{hub_port}", "/hooks/calendly", bodies,
-                        seconds=args.seconds, delay_ms=32 * 1000 / half)
+            paced = wrk(
+                f"http://127.0.0.1:{hub_port}",
+                "/hooks/calendly",
+                bodies,
+                seconds=args.seconds,
+                delay_ms=32 * 1000 / half,
+            )
         finally:
             stop(hub)
             stop(bare)
             drop_prefix(url, prefix)
 
     rows = [["run", "req/s", "p50 ms", "p99 ms", "errors"]]
-    for name, result in (("bare aiohttp handler", base), ("hub intake, peak", peak),
-                         (f"hub intake at ~{half:.0f}/s", paced)):
-        rows.append([name, f"{result.rps:.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}",
-                     result.errors or "-"])
+    for name, result in (
+        ("bare aiohttp handler", base),
+        ("hub intake, peak", peak),
+        (f"hub intake at ~{half:.0f}/s", paced),
+    ):
+        rows.append(
+            [
+                name,
+                f"{result.rps:.0f}",
+                f"{result.p50_ms:.2f}",
+                f"{result.p99_ms:.2f}",
+                result.errors or "-",
+            ]
+        )
     print(table(rows))
     if peak.requests > args.bodies:
         print(f"note: {peak.requests} requests > {args.bodies} bodies: some were duplicates")
     ratio = peak.rps / base.rps
-    print(f"intake: {peak.rps:.0f} req/s vs bare {base.rps:.0f} req/s = {ratio:.2f}x "
-          f"(target >= 0.5x) {'OK' if ratio >= 0.5 else 'MISSED'}")
-    print(f"intake latency at {paced.rps:.0f} req/s: p50 {paced.p50_ms:.2f} ms, "
-          f"p99 {paced.p99_ms:.2f} ms (target p99 <= 10 ms) "
-          f"{'OK' if paced.p99_ms <= 10 else 'MISSED'}")
+    print(
+        f"intake: {peak.rps:.0f} req/s vs bare {base.rps:.0f} req/s = {ratio:.2f}x "
+        f"(target >= 0.5x) {'OK' if ratio >= 0.5 else 'MISSED'}"
+    )
+    print(
+        f"intake latency at {paced.rps:.0f} req/s: p50 {paced.p50_ms:.2f} ms, "
+        f"p99 {paced.p99_ms:.2f} ms (target p99 <= 10 ms) "
+        f"{'OK' if paced.p99_ms <= 10 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":
