@@ -9,7 +9,10 @@ and fetched again once when a request is refused with 401.
     booking_cancelled    DELETE /api/appointments/{id}          (404: gone already)
 
 The appointment id of each booking is kept in the destination's memory in the store, so
-every worker knows it; a retried create finds it there and does not create twice.
+every worker knows it, and a retried create that finds it there does not create twice.
+(A create whose answer is lost to a crash or a timeout before the id is kept is tried
+again, and Auvious then has two appointments: the request carries the booking id in its
+metadata to tell them apart.)
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from hub.connector import (
 from hub.errors import PermanentDelivery, RetryableDelivery
 from hub.model import Booking, BookingEvent
 from hub.outbound import RESPONSE_EXCERPT, parse_retry_after
+from hub.units import Duration
 
 HANDLED = ("booking_confirmed", "booking_rescheduled", "booking_cancelled")
+_MAX_BODY = 256 * 1024  # the most of an answer read
 
 
 class AuviousConfig(DestinationConfig):
@@ -44,7 +49,7 @@ class AuviousConfig(DestinationConfig):
     client_secret: SecretStr
     application_id: str = Field(description="The Auvious application appointments belong to")
     locale: str = Field("en-GB", description="Locale of the appointments")
-    token_margin: timedelta = Field(
+    token_margin: Duration = Field(
         timedelta(seconds=60), description="Fetch a new token this long before it expires"
     )
 
@@ -136,10 +141,12 @@ class Auvious(DestinationConnector):
             "metadata": {"bookingId": booking.id, "source": event.source},
         }
 
-    async def _bearer(self, *, fresh: bool = False) -> str:
+    async def _bearer(self, *, refused: str | None = None) -> str:
+        """The current token; a new one if it expired, or if it is the one just refused
+        (unless another delivery fetched a new one meanwhile)."""
         async with self._lock:
             now = self.context.clock.now()
-            if fresh or self._token is None or now >= self._expires:
+            if self._token is None or now >= self._expires or self._token == refused:
                 await self._fetch_token(now)
             assert self._token is not None
             return self._token
@@ -155,24 +162,26 @@ class Auvious(DestinationConnector):
             async with self.context.http.post(
                 f"{self._base}/security/oauth/token", params=params
             ) as response:
-                text = (await response.content.read(RESPONSE_EXCERPT)).decode(errors="replace")
+                text = (await response.content.read(_MAX_BODY)).decode(errors="replace")
                 if response.status in (400, 401, 403):
                     raise PermanentDelivery(
                         f"Auvious refused the client credentials ({response.status})",
                         status=response.status,
-                        response=text,
+                        response=text[:RESPONSE_EXCERPT],
                     )
                 if response.status != 200:
                     raise RetryableDelivery(
                         f"token endpoint answered {response.status}",
                         status=response.status,
-                        response=text,
+                        response=text[:RESPONSE_EXCERPT],
                     )
                 token = orjson.loads(text)
         except aiohttp.ClientError as error:
             raise RetryableDelivery(f"token endpoint: {type(error).__name__}: {error}") from error
         except ValueError as error:
             raise RetryableDelivery("the token endpoint's answer is not JSON") from error
+        if not isinstance(token, dict) or not token.get("access_token"):
+            raise PermanentDelivery("the token endpoint's answer has no access_token")
         self._token = token["access_token"]
         lifetime = float(token.get("expires_in", 300))
         self._expires = now + max(lifetime - config.token_margin.total_seconds(), 0)
@@ -184,8 +193,9 @@ class Auvious(DestinationConnector):
         body: dict[str, Any] | None = None,
         ok: frozenset[int] = frozenset(),
     ) -> tuple[int, Any]:
-        for attempt in (1, 2):
-            token = await self._bearer(fresh=attempt == 2)
+        refused = None
+        for _ in (1, 2):
+            token = await self._bearer(refused=refused)
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             data = None
             if body is not None:
@@ -195,17 +205,16 @@ class Auvious(DestinationConnector):
                 async with self.context.http.request(
                     method, self._base + path, data=data, headers=headers
                 ) as response:
-                    text = (await response.content.read(RESPONSE_EXCERPT * 16)).decode(
-                        errors="replace"
-                    )
+                    text = (await response.content.read(_MAX_BODY)).decode(errors="replace")
                     status = response.status
                     retry_after = parse_retry_after(
                         response.headers.get("Retry-After"), self.context.clock.now()
                     )
             except aiohttp.ClientError as error:
                 raise RetryableDelivery(f"{type(error).__name__}: {error}") from error
-            if status == 401 and attempt == 1:
-                continue  # the token may have been revoked: once more with a new one
+            if status == 401 and refused is None:
+                refused = token  # it may have been revoked: once more with a new one
+                continue
             if 200 <= status < 300 or status in ok:
                 try:
                     return status, orjson.loads(text) if text else None

@@ -14,7 +14,8 @@ from __future__ import annotations
 import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime, formataddr, getaddresses
+from html import unescape
 from typing import Any, Literal
 
 import aiosmtplib
@@ -46,7 +47,22 @@ def sanitize(html: str) -> str:
 
 
 def plain_text(html: str) -> str:
-    return nh3.clean(html.replace("<br>", "\n").replace("</p>", "</p>\n"), tags=set()).strip()
+    text = nh3.clean(html.replace("<br>", "\n").replace("</p>", "</p>\n"), tags=set())
+    return unescape(text).strip()
+
+
+def _one_address(text: str) -> str:
+    """An address a template made, refused unless it is exactly one, on one line."""
+    found = getaddresses([text])
+    if "\n" in text or "\r" in text or len(found) != 1 or "@" not in found[0][1]:
+        raise PermanentDelivery(f"{text!r} is not one email address")
+    return found[0][1]
+
+
+def _one_line(text: str, what: str) -> str:
+    if "\n" in text or "\r" in text:
+        raise PermanentDelivery(f"the {what} spans several lines: {text!r}")
+    return text
 
 
 class EmailInviteConfig(DestinationConfig):
@@ -71,15 +87,17 @@ class EmailInviteAction(ActionConfig):
     calendar_invite_subject: Template
     calendar_invite_body: Template
 
-    @field_validator(
-        "emails", "email_subject", "email_body", "calendar_invite_subject",
-        "calendar_invite_body", mode="before",
-    )  # fmt: skip
+    @field_validator("emails", "email_subject", "calendar_invite_subject", mode="before")
     @classmethod
     def _templates(cls, value: Any) -> Any:
         if isinstance(value, list):
             return [compile_template(v) if isinstance(v, str) else v for v in value]
         return compile_template(value) if isinstance(value, str) else value
+
+    @field_validator("email_body", "calendar_invite_body", mode="before")
+    @classmethod
+    def _html_templates(cls, value: Any) -> Any:
+        return compile_template(value, html=True) if isinstance(value, str) else value
 
 
 class EmailInvite(DestinationConnector):
@@ -111,10 +129,11 @@ class EmailInvite(DestinationConnector):
             raise PermanentDelivery(f"an invitation needs a booking; {event.type} has none")
         action = EmailInviteAction.model_validate({"to": self.destination, **delivery.message})
         try:
-            recipients = [r for r in (t.render(event).strip() for t in action.emails) if r]
-            subject = action.email_subject.render(event)
+            rendered = [t.render(event).strip() for t in action.emails]
+            recipients = list(dict.fromkeys(_one_address(r) for r in rendered if r))
+            subject = _one_line(action.email_subject.render(event), "subject")
             html = sanitize(action.email_body.render(event))
-            summary = action.calendar_invite_subject.render(event)
+            summary = _one_line(action.calendar_invite_subject.render(event), "invite subject")
             description = plain_text(action.calendar_invite_body.render(event))
         except TemplateFailed as error:
             raise PermanentDelivery(f"a template of the route failed: {error}") from error
@@ -124,7 +143,10 @@ class EmailInvite(DestinationConnector):
         invited = booking.model_copy(
             update={"guests": [*booking.guests, *(Person(email=r) for r in recipients)]}
         )
-        ics = invitation(invited, stamp=now, summary=summary, description=description)
+        sender = Person(name=self.config.sender_name, email=self.config.sender)
+        ics = invitation(
+            invited, stamp=now, summary=summary, description=description, organizer=sender
+        )
         method = "CANCEL" if booking.status == "cancelled" else "REQUEST"
 
         message = EmailMessage()
@@ -157,6 +179,9 @@ class EmailInvite(DestinationConnector):
                 tls_context=context,
                 timeout=config.timeout.total_seconds(),
             )
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            refused = "; ".join(str(r) for r in error.recipients)
+            raise PermanentDelivery(f"every recipient was refused: {refused}") from error
         except aiosmtplib.SMTPResponseException as error:
             detail = f"{config.host} answered {error.code}: {error.message}"
             if 500 <= error.code < 600:
@@ -164,10 +189,11 @@ class EmailInvite(DestinationConnector):
             raise RetryableDelivery(detail, status=error.code) from error
         except (aiosmtplib.SMTPException, OSError) as error:
             raise RetryableDelivery(f"{type(error).__name__}: {error}") from error
-        if errors:
-            refused = ", ".join(f"{who} ({code} {text})" for who, (code, text) in errors.items())
-            raise PermanentDelivery(f"recipients refused: {refused}")
-        return DeliveryResult(status=250, response=response)
+        # Some recipients refused, the others got it: a retry would send it to them again.
+        refused = ", ".join(f"{who} ({code} {text})" for who, (code, text) in errors.items())
+        return DeliveryResult(
+            status=250, response=f"{response}; refused: {refused}" if errors else response
+        )
 
 
 @hookimpl

@@ -124,7 +124,8 @@ class WebhookDestination(DestinationConnector):
             "timestamp": event.occurred_at.isoformat(),
             "data": self._data(event, delivery.message.get("fields")),
         }
-        text = orjson.dumps(body).decode()
+        data = orjson.dumps(body)
+        text = data.decode()
         moment = datetime.fromtimestamp(int(now), UTC)
         signature = " ".join(s.sign(delivery.id, moment, text) for s in self._signers)
         headers = {

@@ -14,8 +14,9 @@ A **destination connector** delivers actions::
     deliver(delivery)            send one message; return a DeliveryResult or raise
                                  RetryableDelivery / PermanentDelivery
 
-Both declare a pydantic ``config_model`` for their entry in hub.yaml. Connectors never touch
-the store: the core hands them what they need.
+Both declare a pydantic ``config_model`` for their entry in hub.yaml. Connectors do not use
+the store themselves: the core hands them what they need (booking lookups and pairing in
+the normalize context; a destination's own ``Memory`` in the connector context).
 """
 
 from __future__ import annotations

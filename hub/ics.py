@@ -35,23 +35,28 @@ def invitation(
     sequence: int | None = None,
     summary: str | None = None,
     description: str | None = None,
+    organizer: Person | None = None,
 ) -> bytes:
     """The ``text/calendar`` body of an invitation to (or cancellation of) ``booking``.
 
-    The UID is the booking's stable uid, so every later version (a reschedule with a
-    higher sequence, a CANCEL) updates the same entry in the attendee's calendar. By
-    default the method follows the booking's status and the sequence is the booking's.
-    Times are written in UTC.
+    The organizer is the host, or ``organizer`` when the host has no email (RFC 5546 wants
+    one in every REQUEST). The UID is the booking's stable uid, so every later version (a
+    reschedule with a higher sequence, a CANCEL) updates the same entry in the attendee's
+    calendar. By default the method follows the booking's status and the sequence is the
+    booking's. Times are written in UTC.
     """
     if method is None:
         method = "CANCEL" if booking.status == "cancelled" else "REQUEST"
     if sequence is None:
         sequence = booking.sequence
-    attendees = (
-        [_address(booking.client, "REQ-PARTICIPANT", rsvp=True)] if booking.client.email else []
-    )
-    attendees += [_address(g, "OPT-PARTICIPANT", rsvp=True) for g in booking.guests if g.email]
-    host = booking.host
+    attendees, seen = [], set()
+    people = [(booking.client, "REQ-PARTICIPANT")]
+    people += [(guest, "OPT-PARTICIPANT") for guest in booking.guests]
+    for person, role in people:
+        if person.email and person.email.lower() not in seen:  # each attendee once
+            seen.add(person.email.lower())
+            attendees.append(_address(person, role, rsvp=True))
+    host = booking.host if booking.host and booking.host.email else organizer
     event = Event.new(
         uid=f"{booking.uid}@hub",
         stamp=stamp,

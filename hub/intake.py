@@ -16,7 +16,14 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from hub.appkeys import CLOCK, CONFIG, METRICS, SOURCES, STORE, WORKER
-from hub.errors import IntakeError, InvalidPayload, PayloadTooLarge, StoreError, UnknownSource
+from hub.errors import (
+    IntakeError,
+    InvalidPayload,
+    PayloadTooLarge,
+    SignatureError,
+    StoreError,
+    UnknownSource,
+)
 from hub.ids import new_id
 
 __all__ = ["receive"]
@@ -50,7 +57,12 @@ async def receive(request: web.Request) -> web.Response:
         except (RequestPayloadError, aiohttp.ClientPayloadError) as error:
             # e.g. a body that is not in the Content-Encoding it claims
             raise InvalidPayload(f"body cannot be read: {error}", field="(body)") from None
-        source.verify(request.headers, body, now)
+        try:
+            source.verify(request.headers, body, now)
+        except IntakeError:
+            raise
+        except (UnicodeError, ValueError) as error:  # header bytes that are no text, say
+            raise SignatureError(f"signature headers cannot be read: {error}") from None
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as error:

@@ -35,15 +35,15 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 async def post_json(
     session: aiohttp.ClientSession,
     url: str,
-    body: dict[str, Any],
+    body: dict[str, Any] | bytes,
     *,
     now: float,
     headers: dict[str, str] | None = None,
 ) -> DeliveryResult:
-    """POST ``body`` as JSON. 2xx is success; 408/409/425/429 and 5xx are retryable (with
-    the destination's Retry-After); any other status is permanent. A network error is
-    retryable."""
-    data = orjson.dumps(body)
+    """POST ``body`` as JSON (bytes are sent as they are: what was signed is what goes).
+    2xx is success; 408/409/425/429 and 5xx are retryable (with the destination's
+    Retry-After); any other status is permanent. A network error is retryable."""
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
     try:
         async with session.post(
             url,

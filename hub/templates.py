@@ -25,6 +25,8 @@ from hub.model import Booking, BookingEvent, Person, booking_uuid
 __all__ = ["Template", "TemplateFailed", "compile_template", "local_time", "variables"]
 
 _ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# For HTML: the booking's values are escaped, so a name cannot carry markup into the mail.
+_HTML_ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
 TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
 
 
@@ -76,9 +78,10 @@ class TemplateFailed(ValueError):
 
 
 class Template:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, html: bool = False) -> None:
         self.source = source
-        self._template = _ENVIRONMENT.from_string(source)
+        self.html = html
+        self._template = (_HTML_ENVIRONMENT if html else _ENVIRONMENT).from_string(source)
 
     def render(self, event: BookingEvent) -> str:
         try:
@@ -109,10 +112,11 @@ def _sample() -> BookingEvent:
     )
 
 
-def compile_template(source: str) -> Template:
-    """Raises ValueError saying what is wrong with the template."""
+def compile_template(source: str, *, html: bool = False) -> Template:
+    """Raises ValueError saying what is wrong with the template. With ``html``, the values
+    it puts in are HTML-escaped."""
     try:
-        template = Template(source)
+        template = Template(source, html=html)
     except TemplateError as error:
         raise ValueError(f"template {source!r}: {error}") from None
     try:

@@ -47,7 +47,7 @@ class Auvious:
         ):
             return web.json_response({"error": "invalid_client"}, status=401)
         self.token_requests += 1
-        token = f"jwt-{self.token_requests}"
+        token = f"jwt-{self.token_requests}." + "x" * 2000  # as long as a real JWT
         self.tokens[token] = True
         return web.json_response(
             {"access_token": token, "token_type": "bearer", "expires_in": 3600}
@@ -201,3 +201,16 @@ def test_auvious_refuses_routes_it_cannot_follow() -> None:
     )
     with pytest.raises(ConfigError, match="Auvious appointments follow"):
         parse_config(text, get_plugin_manager(), environ=ENVIRON)
+
+
+async def test_concurrent_refusals_fetch_one_new_token(start_hub, auvious) -> None:
+    hub = await start(start_hub, auvious)
+    await post(hub, booking(1))
+    await hub.worker.drain()
+    for token in auvious.tokens:
+        auvious.tokens[token] = False
+    for n in range(2, 6):
+        await post(hub, booking(n))
+    await hub.worker.drain()  # four deliveries at once, each refused once
+    assert auvious.token_requests == 2
+    assert [verb for verb, _ in auvious.calls] == ["POST"] * 5

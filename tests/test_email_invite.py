@@ -152,3 +152,48 @@ async def test_a_server_that_is_down_is_retried(start_hub, smtp) -> None:
     stats = await hub.store.stats()
     assert (stats.due, stats.dead) == (1, 0)  # the delivery waits for its retry
     assert smtp.messages == []
+
+
+async def test_booking_values_cannot_add_recipients_or_markup(start_hub, smtp) -> None:
+    import json
+
+    from tests.test_scheduling import post
+
+    hub = await start(start_hub, smtp)
+    payload = fixture_json("calendly/invitee_created.json")
+    payload["payload"]["name"] = 'Mara <a href="https://phish.example">click</a>'
+    payload["payload"]["scheduled_event"]["name"] = "Consult & Review"
+    await post(hub, json.dumps(payload).encode())
+    await hub.worker.drain()
+    [message] = smtp.messages
+    html = message.get_body(("html",)).get_content()
+    assert '<a href="https://phish.example">' not in html
+    assert "&lt;a href" in html  # shown as text, not a link
+    [vevent] = icalendar.Calendar.from_ical(calendar_part(message).get_content()).walk("VEVENT")
+    assert str(vevent["DESCRIPTION"]) == "Join: Consult & Review"
+
+    injected = fixture_json("calendly/invitee_created.json")
+    injected["payload"].update(
+        uri=injected["payload"]["uri"] + "-2", email="eve@example.org, spy@evil.example"
+    )
+    await post(hub, json.dumps(injected).encode())
+    await hub.worker.drain()
+    [dead] = await hub.store.dead_letters()
+    assert "is not one email address" in dead.reason
+    assert len(smtp.messages) == 1
+
+
+async def test_the_sender_organizes_when_the_host_has_no_email(start_hub, smtp) -> None:
+    import json
+
+    from tests.test_scheduling import post
+
+    hub = await start(start_hub, smtp)
+    payload = fixture_json("calendly/invitee_created.json")
+    payload["payload"]["scheduled_event"]["event_memberships"][0]["user_email"] = None
+    await post(hub, json.dumps(payload).encode())
+    await hub.worker.drain()
+    [vevent] = icalendar.Calendar.from_ical(calendar_part(smtp.messages[0]).get_content()).walk(
+        "VEVENT"
+    )
+    assert str(vevent["ORGANIZER"]) == "mailto:bookings@example.org"

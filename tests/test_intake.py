@@ -222,3 +222,34 @@ async def test_metrics_count_webhooks_by_outcome(start_hub) -> None:
     text = await (await hub.client.get("/metrics")).text()
     assert 'hub_webhooks_total{outcome="accepted",source="calendly"} 1.0' in text
     assert 'hub_webhooks_total{outcome="invalid_signature",source="calendly"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("path", "header"),
+    [
+        ("/hooks/calendly", b"Calendly-Webhook-Signature: t=1,v1=\xff\xfe"),
+        ("/hooks/cronofy", b"Cronofy-HMAC-SHA256: \xff\xfe"),
+    ],
+)
+async def test_header_bytes_that_are_no_text_are_401_not_500(start_hub, path, header) -> None:
+    import asyncio
+
+    hub = await start_hub(sources__cronofy={"connector": "cronofy", "client_secrets": ["secret"]})
+    body = b'{"notification": {"type": "change"}}'
+    reader, writer = await asyncio.open_connection("127.0.0.1", hub.client.server.port)
+    writer.write(
+        b"POST "
+        + path.encode()
+        + b" HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
+        + header
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + b"Connection: close\r\n\r\n"
+        + body
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"401"
+    assert await keys_under(hub.prefix) == []

@@ -173,3 +173,26 @@ async def test_a_webhook_destination_answering_410_is_disabled(start_hub, sink) 
     assert state.state == "disabled"
     [dead] = await hub.store.dead_letters()
     assert [(a["outcome"], a["status"]) for a in dead.attempts] == [("dead", 410)]
+
+
+def test_the_source_accepts_the_protocol_sheets_vector(tmp_path) -> None:
+    from connectors.webhook import WebhookSource, WebhookSourceConfig
+    from hub.errors import SignatureError
+
+    schema = tmp_path / "any.json"
+    schema.write_text("{}")
+    source = WebhookSource(
+        "s", WebhookSourceConfig(connector="webhook", secrets=[OLD], schema_file=schema)
+    )
+    headers = {
+        "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "webhook-timestamp": "1614265330",
+        "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+    }
+    source.verify(headers, b'{"test": 2432232314}', now=1614265330)
+    rotated = {**headers, "webhook-signature": "v1,bm90IGl0 " + headers["webhook-signature"]}
+    source.verify(rotated, b'{"test": 2432232314}', now=1614265330)
+    with pytest.raises(SignatureError):
+        source.verify(headers, b'{"test": 2432232315}', now=1614265330)
+    with pytest.raises(SignatureError, match="too far"):
+        source.verify(headers, b'{"test": 2432232314}', now=1614265330 + 301)
