@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -46,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
     serve.add_argument("--no-worker", action="store_true", help="run the intake only")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT), each with its intake and worker",
+    )
     command("worker", "Run a worker only (start several to scale out).")
     command(
         "check",
@@ -120,7 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         configure_logging(config.log.level, config.log.format)
-        _use_uvloop()
         return _serve(config, args)
     if args.command == "worker":
         configure_logging(config.log.level, config.log.format)
@@ -191,8 +197,36 @@ def _use_uvloop() -> None:
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
+    if args.processes > 1:
+        return _serve_processes(config, args)
+    return _serve_one(config, args, reuse_port=False)
+
+
+def _serve_processes(config: Config, args: argparse.Namespace) -> int:
+    """``--processes N``: N forked processes on one port; the kernel spreads connections.
+    SIGTERM or SIGINT to this one is passed to all; it exits 0 if they all do."""
+    children = []
+    for _ in range(args.processes):
+        pid = os.fork()
+        if pid == 0:  # a child: one hub process, until its signal
+            os._exit(_serve_one(config, args, reuse_port=True))
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def _serve_one(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int:
     from hub.app import create_app
 
+    _use_uvloop()
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     app = create_app(config, run_worker=not args.no_worker)
@@ -204,6 +238,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
         shutdown_timeout=config.server.shutdown_timeout.total_seconds(),
         access_log=None,
         print=None,
+        reuse_port=reuse_port or None,
     )
     log.info("hub.stopped")
     return 0

@@ -44,7 +44,6 @@ async def receive(request: web.Request) -> web.Response:
     started = time.perf_counter()
     now = app[CLOCK].now()
     event_id = new_id("evt", now)
-    bound = log.bind(source=name, event_id=event_id)
     try:
         source = app[SOURCES].get(name)
         if source is None:
@@ -78,19 +77,25 @@ async def receive(request: web.Request) -> web.Response:
             source.order_key(payload),
         )
     except IntakeError as error:
-        metrics.webhooks.labels(source=name, outcome=error.code).inc()
-        bound.warning("intake.rejected", status=error.status, error=error.detail)
+        metrics.webhook(name, error.code)
+        log.warning(
+            "intake.rejected",
+            source=name,
+            event_id=event_id,
+            status=error.status,
+            error=error.detail,
+        )
         return _json({**error.to_json(), "request_id": event_id}, error.status)
     except StoreError as error:
-        metrics.webhooks.labels(source=name, outcome="store_unavailable").inc()
-        bound.error("intake.store_unavailable", error=str(error))
+        metrics.webhook(name, "store_unavailable")
+        log.error("intake.store_unavailable", source=name, event_id=event_id, error=str(error))
         detail = {"error": "store_unavailable", "detail": "the hub cannot store events right now"}
         return _json({**detail, "request_id": event_id}, 503, **{"Retry-After": "5"})
     finally:
         metrics.intake_seconds.observe(time.perf_counter() - started)
     outcome = "duplicate" if accepted.duplicate else "accepted"
-    metrics.webhooks.labels(source=name, outcome=outcome).inc()
-    bound.info("intake." + outcome, id=accepted.id)
+    metrics.webhook(name, outcome)
+    log.info("intake." + outcome, source=name, event_id=event_id, id=accepted.id)
     worker = app.get(WORKER)
     if worker is not None and not accepted.duplicate:
         worker.wake()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 __all__ = ["Metrics"]
@@ -9,6 +11,7 @@ __all__ = ["Metrics"]
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._webhook_counters: dict[tuple[str, str], Any] = {}
         self.registry = registry or CollectorRegistry()
         self.webhooks = Counter(
             "hub_webhooks_total",
@@ -33,3 +36,11 @@ class Metrics:
             ["destination"],
             registry=self.registry,
         )
+
+    def webhook(self, source: str, outcome: str) -> None:
+        """Count one webhook (the labelled counter looked up once per pair)."""
+        counter = self._webhook_counters.get((source, outcome))
+        if counter is None:
+            counter = self.webhooks.labels(source=source, outcome=outcome)
+            self._webhook_counters[(source, outcome)] = counter
+        counter.inc()

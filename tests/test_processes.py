@@ -188,3 +188,33 @@ async def test_serve_accepts_delivers_and_stops_cleanly_on_sigterm(
             assert (job.state, job.event_id) == ("done", event_id)
     finally:
         await store.close()
+
+
+async def test_serve_with_several_processes_shares_one_port(
+    redis_prefix, sink, tmp_path, processes
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, redis_prefix, sink.url, server__port=port)
+    server = await processes("serve-2").start("serve", "--config", config, "--processes", "2")
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as ready:
+                        if ready.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.05)
+        for n in range(4):
+            body = fixture_bytes("calendly/invitee_created.json").replace(
+                b"INV0000000042", f"INV00000009{n:02d}".encode()
+            )
+            headers = {"Calendly-Webhook-Signature": sign(SIGNING_KEY, int(time.time()), body)}
+            async with http.post(
+                f"http://127.0.0.1:{port}/hooks/calendly", data=body, headers=headers
+            ) as response:
+                assert response.status == 202
+    await sink.wait_for(8)
+    assert await server.stop(signal.SIGTERM) == 0
+    assert server.output().count('"hub.stopped"') == 2  # both processes stopped cleanly

@@ -6,6 +6,7 @@ With a cipher, event bodies and job payloads are encrypted before they leave the
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.crypto import Cipher
@@ -57,6 +58,61 @@ def _seconds(value: bytes | None) -> float | None:
     return int(value) / 1000 if value else None
 
 
+class _Batch:
+    """Calls of one script made in the same turn of the event loop go to Redis together:
+    one pipeline, one round trip. Each call still runs atomically on its own, and each
+    caller gets its own result or error."""
+
+    def __init__(self, client: aioredis.Redis, script: Any) -> None:
+        self._client = client
+        self._script = script
+        self._pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def submit(self, args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((args, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._start_flush)
+        return await future
+
+    def _start_flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.create_task(self._flush(batch))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._send([args for args, _ in batch])
+            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted
+                await self._client.script_load(self._script.script)
+                results = await self._send([args for args, _ in batch])
+        except Exception as error:  # the connection: every caller hears of it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _send(self, calls: list[list[Any]]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for args in calls:
+                pipe.evalsha(self._script.sha, 0, *args)
+            return await pipe.execute(raise_on_error=False)
+
+    async def close(self) -> None:
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+
 class RedisStore:
     def __init__(
         self,
@@ -80,6 +136,7 @@ class RedisStore:
             for value in (name, e.concurrency, 1 if e.circuit else 0)
         ]
         self._accept = client.register_script(ACCEPT)
+        self._accepts = _Batch(client, self._accept)
         self._claim = client.register_script(CLAIM)
         self._finish = client.register_script(FINISH)
         self._replay = client.register_script(REPLAY)
@@ -116,6 +173,7 @@ class RedisStore:
         await self._call(self.redis.ping())
 
     async def close(self) -> None:
+        await self._accepts.close()
         await self.redis.aclose()
 
     async def settings(self) -> dict[str, str]:
@@ -142,8 +200,8 @@ class RedisStore:
         order_key: str | None = None,
     ) -> Accepted:
         result = await self._call(
-            self._accept(
-                args=[
+            self._accepts.submit(
+                [
                     self.keys.prefix,
                     _ms(received_at),
                     event_id,
