@@ -244,3 +244,15 @@ async def test_a_half_that_may_go_alone_does_so_and_its_partner_is_dropped(store
         await store.pair("k", "cancelled", {"x": 2}, False, _timer(2), NOW, half="c")
     ).status == "done"
     assert await store.scheduled("pair|k") is None
+
+
+async def test_enqueue_puts_jobs_on_the_queue_behind_their_keys(store) -> None:
+    jobs = [
+        NewJob(f"job_e{n}", "deliver", {"n": n}, NOW, "d", None, "d|same" if n < 2 else f"d|{n}")
+        for n in range(2500)
+    ]
+    assert await store.enqueue(jobs, NOW) == 2500
+    claimed = await store.claim(NOW, 30, 5000)
+    assert len(claimed) == 2499  # job_e1 waits behind job_e0, the same ordering key
+    assert "job_e1" not in {j.id for j in claimed}
+    assert (await store.get_job("job_e1")).state == "blocked"

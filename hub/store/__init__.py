@@ -268,6 +268,10 @@ class Store(Protocol):
     async def release(self, job: Job, now: float) -> Recorded:
         """Give a claimed job back without counting the claim as an attempt."""
 
+    async def enqueue(self, jobs: list[NewJob], now: float) -> int:
+        """Put jobs on the queue (behind their ordering keys; replacing jobs of the same
+        job key). Returns how many."""
+
     async def next_due(self) -> float | None:
         """When the earliest due job is due, or None if none is."""
 

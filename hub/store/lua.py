@@ -8,7 +8,17 @@ key, and the circuit breaker of a destination.
 
 from __future__ import annotations
 
-__all__ = ["ACCEPT", "BOOK", "CLAIM", "FINISH", "PAIR", "PAIR_TIMEOUT", "REDISPATCH", "REPLAY"]
+__all__ = [
+    "ACCEPT",
+    "BOOK",
+    "CLAIM",
+    "ENQUEUE",
+    "FINISH",
+    "PAIR",
+    "PAIR_TIMEOUT",
+    "REDISPATCH",
+    "REPLAY",
+]
 
 PRELUDE = """
 local p = ARGV[1]
@@ -440,5 +450,26 @@ if s[1] == 'waiting' then
 end
 if s[1] == 'done' and s[3] == ARGV[4] then return s[2] end
 return false
+"""
+)
+
+# ARGV: prefix, now, then for each job: id, kind, payload, due ms, destination, event id,
+#       ordering key, job key
+ENQUEUE = (
+    PRELUDE
+    + """
+local i = 3
+while ARGV[i] do
+  local id, key = ARGV[i], ARGV[i + 7]
+  if key ~= '' then
+    unschedule(key)
+    redis.call('SET', p .. 'jobkey:' .. key, id)
+  end
+  redis.call('HSET', jk(id), 'kind', ARGV[i + 1], 'payload', ARGV[i + 2], 'attempts', 0,
+             'created_at', now, 'destination', ARGV[i + 4], 'event_id', ARGV[i + 5], 'key', key)
+  enqueue(id, tonumber(ARGV[i + 3]), ARGV[i + 6])
+  i = i + 8
+end
+return (i - 3) / 8
 """
 )

@@ -37,7 +37,17 @@ from hub.store import (
     StoredBooking,
 )
 from hub.store.keys import Keys
-from hub.store.lua import ACCEPT, BOOK, CLAIM, FINISH, PAIR, PAIR_TIMEOUT, REDISPATCH, REPLAY
+from hub.store.lua import (
+    ACCEPT,
+    BOOK,
+    CLAIM,
+    ENQUEUE,
+    FINISH,
+    PAIR,
+    PAIR_TIMEOUT,
+    REDISPATCH,
+    REPLAY,
+)
 
 __all__ = ["RedisStore"]
 
@@ -142,6 +152,7 @@ class RedisStore:
         self._replay = client.register_script(REPLAY)
         self._redispatch = client.register_script(REDISPATCH)
         self._book = client.register_script(BOOK)
+        self._enqueue = client.register_script(ENQUEUE)
         self._pair = client.register_script(PAIR)
         self._pair_timeout = client.register_script(PAIR_TIMEOUT)
 
@@ -364,6 +375,19 @@ class RedisStore:
 
     async def release(self, job: Job, now: float) -> Recorded:
         return await self._finish_job(job, "release", now, None, "")
+
+    async def enqueue(self, jobs: list[NewJob], now: float) -> int:
+        """Put jobs on the queue, in one step per thousand."""
+        done = 0
+        for start in range(0, len(jobs), 1000):
+            args: list[Any] = [self.keys.prefix, _ms(now)]
+            for new in jobs[start : start + 1000]:
+                args += [
+                    new.id, new.kind, self._payload(new.payload), _ms(new.due),
+                    new.destination or "", new.event_id or "", new.order_key or "", new.key or "",
+                ]  # fmt: skip
+            done += int(await self._call(self._enqueue(args=args)))
+        return done
 
     async def next_due(self) -> float | None:
         first = await self._call(self.redis.zrange(self.keys.due, 0, 0, withscores=True))
