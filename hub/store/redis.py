@@ -71,7 +71,8 @@ def _seconds(value: bytes | None) -> float | None:
 class _Batch:
     """Calls of one script made in the same turn of the event loop go to Redis together:
     one pipeline, one round trip. Each call still runs atomically on its own, and each
-    caller gets its own result or error."""
+    caller gets its own result or error. Webhooks accepted together and jobs finishing
+    together thus share their round trips."""
 
     def __init__(self, client: aioredis.Redis, script: Any) -> None:
         self._client = client
@@ -149,6 +150,7 @@ class RedisStore:
         self._accepts = _Batch(client, self._accept)
         self._claim = client.register_script(CLAIM)
         self._finish = client.register_script(FINISH)
+        self._finishes = _Batch(client, self._finish)
         self._replay = client.register_script(REPLAY)
         self._redispatch = client.register_script(REDISPATCH)
         self._book = client.register_script(BOOK)
@@ -185,6 +187,7 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._accepts.close()
+        await self._finishes.close()
         await self.redis.aclose()
 
     async def settings(self) -> dict[str, str]:
@@ -326,7 +329,7 @@ class RedisStore:
                 new.key or "",
             ]
         args += unschedule or []
-        kept, changed = await self._call(self._finish(args=args))
+        kept, changed = await self._call(self._finishes.submit(args))
         return Recorded(bool(kept), _text(changed) or None)
 
     async def complete(

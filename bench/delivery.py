@@ -1,0 +1,254 @@
+"""Delivery: N queued deliveries drained by one worker to a local sink, against the raw
+aiohttp client sending the same N requests, and against saq running the same jobs.
+
+All three send to the same bare receiver (bench/_sink.py) on the other core, 64 at a time.
+The hub's deliveries are Inxmail events: each attempt builds the Calenso payload and its
+invitation, POSTs it, and records the outcome atomically in Redis. The raw client and saq
+send a body built once.
+
+    python bench/delivery.py [--jobs 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    drop_prefix,
+    free_port,
+    new_prefix,
+    redis_url,
+    run,
+    start,
+    stop,
+    table,
+    wait_listening,
+)
+
+from connectors.inxmail import Inxmail, InxmailConfig, build_event
+from connectors.webhook import WebhookDestination, WebhookDestinationConfig
+from hub.clock import SystemClock
+from hub.config import WorkerConfig
+from hub.connector import ConnectorContext
+from hub.ids import new_id
+from hub.logs import configure_logging
+from hub.model import Booking, BookingEvent, Person, booking_uuid
+from hub.routing import Router
+from hub.store import EndpointPolicy, NewJob
+from hub.store.redis import RedisStore
+from hub.worker import Worker
+
+IN_FLIGHT = 64
+
+
+def event(n: int) -> BookingEvent:
+    moment = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    person = Person(
+        name=f"Client {n}", first_name="Client", last_name=str(n), email=f"c{n}@example.org"
+    )
+    host = Person(name="Lea Brunner", email="lea@example.org")
+    booking = Booking(
+        id=f"b{n}", uid=booking_uuid(f"b{n}"), start=moment, end=moment, client=person, host=host
+    )
+    return BookingEvent(
+        id=f"e{n}",
+        type="booking_confirmed",
+        source="bench",
+        inbound_event_id=f"e{n}",
+        occurred_at=moment,
+        received_at=moment,
+        booking=booking,
+    )
+
+
+def inxmail(sink: str) -> InxmailConfig:
+    return InxmailConfig(
+        connector="inxmail",
+        api_url=f"{sink}/v1",
+        api_id="bench",
+        api_secret="bench",
+        circuit={"enabled": False},
+    )
+
+
+async def raw_client(sink: str, jobs: int, body: bytes) -> float:
+    """The baseline: the same number of POSTs, IN_FLIGHT at a time, from one session."""
+    connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        queue = iter(range(jobs))
+
+        async def sender() -> None:
+            for _ in queue:
+                async with http.post(
+                    f"{sink}/v1/events", data=body, headers={"Content-Type": "application/json"}
+                ) as response:
+                    await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(IN_FLIGHT)))
+        return time.perf_counter() - started
+
+
+async def hub_worker(url: str, sink: str, jobs: int, kind: str) -> float:
+    """The hub's worker draining ``jobs`` deliveries to an Inxmail or a webhook destination."""
+    prefix = new_prefix("delivery")
+    store = RedisStore.from_url(url, prefix=prefix, endpoints={kind: EndpointPolicy(circuit=False)})
+    now = time.time()
+    await store.enqueue(
+        [
+            NewJob(
+                new_id("job"),
+                "deliver",
+                {
+                    "route": "bench",
+                    "event": event(n).to_json(),
+                    "message": {"event": "calenso.booking.inform-customer"},
+                },
+                now,
+                kind,
+                f"e{n}",
+                f"{kind}|b{n}",
+            )
+            for n in range(jobs)
+        ],
+        now,
+    )
+    connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        context = ConnectorContext(http=http, clock=SystemClock(), store=store)
+        if kind == "inxmail":
+            destination = Inxmail("inxmail", inxmail(sink), context)
+        else:
+            config = WebhookDestinationConfig(
+                connector="webhook",
+                url=f"{sink}/v1/events",
+                circuit={"enabled": False},
+                secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+            )
+            destination = WebhookDestination("webhook", config, context)
+        worker = Worker(
+            store=store,
+            sources={},
+            destinations={kind: destination},
+            router=Router([]),
+            config=WorkerConfig(concurrency=IN_FLIGHT, poll_interval="5ms"),
+            clock=SystemClock(),
+        )
+        started = time.perf_counter()
+        task = asyncio.create_task(worker.run())
+        while True:
+            stats = await store.stats()
+            if stats.due == 0 and stats.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        worker.stop()
+        await task
+        failed = stats.dead
+    await store.close()
+    drop_prefix(url, prefix)
+    if failed:
+        raise SystemExit(f"{failed} deliveries failed")
+    return elapsed
+
+
+async def saq_worker(url: str, sink: str, jobs: int, body: bytes) -> float | None:
+    try:
+        from saq import Queue
+        from saq import Worker as SaqWorker
+    except ImportError:
+        return None
+    queue = Queue.from_url(url, name=new_prefix("saq"))
+    done = asyncio.Event()
+    count = 0
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=IN_FLIGHT))
+
+    async def deliver(ctx: dict, **kwargs: object) -> None:
+        nonlocal count
+        async with http.post(
+            f"{sink}/v1/events", data=body, headers={"Content-Type": "application/json"}
+        ) as response:
+            await response.read()
+        count += 1
+        if count == jobs:
+            done.set()
+
+    await queue.connect()
+    for _ in range(jobs):
+        await queue.enqueue(deliver.__qualname__)  # saq names jobs by qualified name
+    worker = SaqWorker(queue, functions=[deliver], concurrency=IN_FLIGHT, dequeue_timeout=0.01)
+    started = time.perf_counter()
+    task = asyncio.create_task(worker.start())
+    await asyncio.wait_for(done.wait(), 600)
+    elapsed = time.perf_counter() - started
+    await worker.stop()
+    task.cancel()
+    await http.close()
+    await queue.disconnect()
+    return elapsed
+
+
+async def main_async(jobs: int) -> None:
+    with redis_url() as url:
+        port = free_port()
+        sink_process = start([sys.executable, "bench/_sink.py", str(port)], core=1)
+        sink = f"http://127.0.0.1:{port}"
+        try:
+            wait_listening(port)
+            body = __import__("orjson").dumps(
+                build_event(
+                    "calenso.booking.inform-customer", event(0), inxmail(sink), "j", time.time()
+                )
+            )
+            raw = await raw_client(sink, jobs, body)
+            hub = await hub_worker(url, sink, jobs, "inxmail")
+            signed = await hub_worker(url, sink, jobs, "webhook")
+            saq = await saq_worker(url, sink, jobs, body)
+        finally:
+            stop(sink_process)
+    rows = [
+        ["run", "jobs/s", "seconds"],
+        ["raw aiohttp client", f"{jobs / raw:.0f}", f"{raw:.2f}"],
+        ["hub worker (signed webhook)", f"{jobs / signed:.0f}", f"{signed:.2f}"],
+        ["hub worker (Inxmail, with Termin.ics)", f"{jobs / hub:.0f}", f"{hub:.2f}"],
+    ]
+    if saq is not None:
+        rows.append(["saq worker", f"{jobs / saq:.0f}", f"{saq:.2f}"])
+    print(table(rows))
+    for name, took in (("signed webhook", signed), ("Inxmail", hub)):
+        ratio = raw / took
+        print(
+            f"delivery ({name}): hub {jobs / took:.0f} jobs/s vs raw client "
+            f"{jobs / raw:.0f} req/s = {ratio:.2f}x (target >= 0.5x) "
+            f"{'OK' if ratio >= 0.5 else 'MISSED'}"
+        )
+        if saq is not None:
+            versus = saq / took
+            print(
+                f"delivery ({name}): hub vs saq = {versus:.2f}x (target >= 3x) "
+                f"{'OK' if versus >= 3 else 'MISSED'}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    args = parser.parse_args()
+    configure_logging("warning", "json")
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {0})  # this process on one core, the receiver on the other
+    run(main_async(args.jobs))
+
+
+if __name__ == "__main__":
+    main()
