@@ -1,14 +1,13 @@
 """A bare aiohttp server: reads the body, answers 202. The baseline of the intake benchmark
-and the receiver of the delivery benchmarks. With --record FILE, it writes
-(arrival time, appointment id) of each request to FILE when it gets SIGTERM.
+and the receiver of the delivery benchmarks. With --record it keeps (arrival time,
+appointment id) of each request, and serves the list at GET /arrivals.
 
-    python bench/_sink.py PORT [--record FILE]
+    python bench/_sink.py PORT [--record]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -19,7 +18,7 @@ from aiohttp import web
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
-    parser.add_argument("--record")
+    parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     arrivals: list[tuple[float, str]] = []
 
@@ -32,16 +31,13 @@ def main() -> None:
         arrivals.append((time.time(), body["payload"]["appointment"]["id"]))
         return web.Response(status=202)
 
+    async def listing(request: web.Request) -> web.Response:
+        return web.json_response(arrivals)
+
     app = web.Application()
     app.router.add_post("/{tail:.*}", record if args.record else bare)
-
-    def dump(*_: object) -> None:
-        if args.record:
-            with open(args.record, "w") as out:
-                json.dump(arrivals, out)
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, dump)
+    app.router.add_get("/arrivals", listing)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         import uvloop
 
