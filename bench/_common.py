@@ -230,7 +230,7 @@ def wrk(
     script.write_text(WRK_SCRIPT + (WRK_DELAY % delay_ms if delay_ms else ""))
     done = subprocess.run(
         [
-            *pinned(core),
+            *(pinned(core) if core is not None else []),
             "wrk",
             "-t1",
             f"-c{connections}",
