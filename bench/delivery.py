@@ -195,6 +195,8 @@ async def saq_worker(url: str, sink: str, jobs: int, body: bytes) -> float | Non
     task.cancel()
     await http.close()
     await queue.disconnect()
+    drop_prefix(url, f"saq:job:{queue.name}")
+    drop_prefix(url, f"saq:{queue.name}")
     return elapsed
 
 
