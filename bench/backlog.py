@@ -11,13 +11,11 @@ Redis's own count (INFO used_memory) before and after enqueueing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
 from pathlib import Path
 
-import aiohttp
 import orjson
 import redis
 
@@ -34,18 +32,12 @@ from _common import (
     stop,
     wait_listening,
 )
-from delivery import IN_FLIGHT, event
+from delivery import drain, event
 
-from connectors.webhook import WebhookDestination, WebhookDestinationConfig
-from hub.clock import SystemClock
-from hub.config import WorkerConfig
-from hub.connector import ConnectorContext
 from hub.ids import new_id
 from hub.logs import configure_logging
-from hub.routing import Router
 from hub.store import EndpointPolicy, NewJob
 from hub.store.redis import RedisStore
-from hub.worker import Worker
 
 
 def used_memory(url: str) -> int:
@@ -73,33 +65,7 @@ async def measure(url: str, sink: str, jobs: int) -> tuple[float, float, float]:
         now,
     )
     per_job = (used_memory(url) - before) / jobs
-    connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        config = WebhookDestinationConfig(
-            connector="webhook",
-            url=f"{sink}/v1/events",
-            circuit={"enabled": False},
-            secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
-        )
-        context = ConnectorContext(http=http, clock=SystemClock(), store=store)
-        worker = Worker(
-            store=store,
-            sources={},
-            destinations={"hook": WebhookDestination("hook", config, context)},
-            router=Router([]),
-            config=WorkerConfig(concurrency=IN_FLIGHT, poll_interval="5ms"),
-            clock=SystemClock(),
-        )
-        started = time.perf_counter()
-        task = asyncio.create_task(worker.run())
-        while True:
-            stats = await store.stats()
-            if stats.due == 0 and stats.in_flight == 0:
-                break
-            await asyncio.sleep(0.1)
-        drained = time.perf_counter() - started
-        worker.stop()
-        await task
+    drained, _ = await drain(store, sink, "hook")
     await store.close()
     drop_prefix(url, prefix)
     return payload_bytes, per_job, drained

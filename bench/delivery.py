@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -123,11 +124,22 @@ async def hub_worker(url: str, sink: str, jobs: int, kind: str) -> float:
         ],
         now,
     )
+    elapsed, failed = await drain(store, sink, kind)
+    await store.close()
+    drop_prefix(url, prefix)
+    if failed:
+        raise SystemExit(f"{failed} deliveries failed")
+    return elapsed
+
+
+async def drain(store: RedisStore, sink: str, kind: str) -> tuple[float, int]:
+    """Run one worker (IN_FLIGHT at a time) until nothing is due or in flight; return the
+    seconds it took and how many jobs died."""
     connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
     async with aiohttp.ClientSession(connector=connector) as http:
         context = ConnectorContext(http=http, clock=SystemClock(), store=store)
         if kind == "inxmail":
-            destination = Inxmail("inxmail", inxmail(sink), context)
+            destination: Any = Inxmail("inxmail", inxmail(sink), context)
         else:
             config = WebhookDestinationConfig(
                 connector="webhook",
@@ -135,7 +147,7 @@ async def hub_worker(url: str, sink: str, jobs: int, kind: str) -> float:
                 circuit={"enabled": False},
                 secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
             )
-            destination = WebhookDestination("webhook", config, context)
+            destination = WebhookDestination(kind, config, context)
         worker = Worker(
             store=store,
             sources={},
@@ -146,7 +158,7 @@ async def hub_worker(url: str, sink: str, jobs: int, kind: str) -> float:
         )
         started = time.perf_counter()
         task = asyncio.create_task(worker.run())
-        while True:
+        while True:  # the worker runs on: look at the queue now and then
             stats = await store.stats()
             if stats.due == 0 and stats.in_flight == 0:
                 break
@@ -154,12 +166,7 @@ async def hub_worker(url: str, sink: str, jobs: int, kind: str) -> float:
         elapsed = time.perf_counter() - started
         worker.stop()
         await task
-        failed = stats.dead
-    await store.close()
-    drop_prefix(url, prefix)
-    if failed:
-        raise SystemExit(f"{failed} deliveries failed")
-    return elapsed
+    return elapsed, stats.dead
 
 
 async def saq_worker(url: str, sink: str, jobs: int, body: bytes) -> float | None:

@@ -143,6 +143,19 @@ async def test_sigterm_releases_a_job_that_cannot_finish_in_the_grace(
     assert len(hub.sink.requests) == 2
 
 
+async def ready(http: aiohttp.ClientSession, url: str) -> None:
+    """Until a process just started answers ``url`` with 200."""
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)  # it is starting: look again
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -161,15 +174,7 @@ async def test_serve_accepts_delivers_and_stops_cleanly_on_sigterm(
     base = f"http://127.0.0.1:{port}"
     body = fixture_bytes("calendly/invitee_created.json")
     async with aiohttp.ClientSession() as http:
-        async with asyncio.timeout(20):  # until the process listens
-            while True:
-                try:
-                    async with http.get(f"{base}/readyz") as ready:
-                        if ready.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
+        await ready(http, f"{base}/readyz")
         headers = {"Calendly-Webhook-Signature": sign(SIGNING_KEY, int(time.time()), body)}
         async with http.post(f"{base}/hooks/calendly", data=body, headers=headers) as response:
             assert response.status == 202
@@ -197,15 +202,7 @@ async def test_serve_with_several_processes_shares_one_port(
     config = write_config(tmp_path, redis_prefix, sink.url, server__port=port)
     server = await processes("serve-2").start("serve", "--config", config, "--processes", "2")
     async with aiohttp.ClientSession() as http:
-        async with asyncio.timeout(20):
-            while True:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as ready:
-                        if ready.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
+        await ready(http, f"http://127.0.0.1:{port}/readyz")
         for n in range(4):
             body = fixture_bytes("calendly/invitee_created.json").replace(
                 b"INV0000000042", f"INV00000009{n:02d}".encode()
