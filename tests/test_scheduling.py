@@ -29,6 +29,16 @@ START = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
 NEW_START = datetime(2026, 12, 10, 14, 0, tzinfo=UTC)
 
 
+# A route for every change to a booking, to Inxmail with its default events.
+ALL_CHANGES = [
+    {
+        "name": "all",
+        "on": ["booking_confirmed", "booking_rescheduled", "booking_cancelled"],
+        "send": [{"to": "inxmail"}],
+    }
+]
+
+
 def reschedule(n: int = 0) -> tuple[bytes, bytes]:
     """Calendly's two webhooks for moving booking ``n`` to 10 December, 14:00 UTC:
     the old invitee cancelled (rescheduled), the new one created (old_invitee)."""
@@ -80,15 +90,7 @@ def ics_of(request) -> bytes:
 
 
 async def test_reschedule_cancelled_half_first_is_one_reschedule(start_hub) -> None:
-    hub = await start_hub(
-        routes=[
-            {
-                "name": "all",
-                "on": ["booking_confirmed", "booking_rescheduled", "booking_cancelled"],
-                "send": [{"to": "inxmail"}],
-            }
-        ]
-    )
+    hub = await start_hub(routes=ALL_CHANGES)
     await post(hub, booking())
     await hub.worker.drain()
     canceled, created = reschedule()
@@ -126,14 +128,7 @@ async def test_reschedule_cancelled_half_first_is_one_reschedule(start_hub) -> N
 
 
 async def test_reschedule_new_half_first_is_one_reschedule(start_hub) -> None:
-    hub_routes = [
-        {
-            "name": "all",
-            "on": ["booking_confirmed", "booking_rescheduled", "booking_cancelled"],
-            "send": [{"to": "inxmail"}],
-        }
-    ]
-    hub = await start_hub(routes=hub_routes)
+    hub = await start_hub(routes=ALL_CHANGES)
     await post(hub, booking())
     await hub.worker.drain()
     canceled, created = reschedule()
@@ -482,15 +477,7 @@ async def test_replaying_a_past_event_does_not_roll_the_booking_back(start_hub) 
 
 
 async def test_the_new_half_after_the_window_reschedules_the_cancelled_booking(start_hub) -> None:
-    hub = await start_hub(
-        routes=[
-            {
-                "name": "all",
-                "on": ["booking_confirmed", "booking_rescheduled", "booking_cancelled"],
-                "send": [{"to": "inxmail"}],
-            }
-        ]
-    )
+    hub = await start_hub(routes=ALL_CHANGES)
     await post(hub, booking())
     await hub.worker.drain()
     canceled, created = reschedule()
