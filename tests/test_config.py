@@ -122,7 +122,7 @@ def test_missing_variable_names_it_and_its_line() -> None:
         ),
         (
             ("store: redis://127.0.0.1:6379/0", "store: postgres://db/hub"),
-            "hub.yaml:1: store.url: Value error, expected a redis://",
+            "hub.yaml:1: store.url: expected a redis://",
         ),
         (
             ("store: redis://127.0.0.1:6379/0", "store: {url: redis://h, lease: 5s}"),
