@@ -154,6 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(config: Config, pm: pluggy.PluginManager, args: argparse.Namespace) -> int:
     """A command that uses the store, with the store running."""
     if args.command == "serve":
+        host = args.host or config.server.host
+        port = args.port if args.port is not None else config.server.port
+        problem = _cannot_listen(host, port)
+        if problem:
+            print(f"error: cannot listen on {host}:{port}: {problem}", file=sys.stderr)
+            return 2
         configure_logging(config.log.level, config.log.format)
         return _serve(config, args)
     if args.command == "worker":
@@ -178,10 +184,15 @@ async def _operate(config: Config, pm: pluggy.PluginManager, args: argparse.Name
     store = store_from_config(config)
     try:
         if args.command == "check":
-            print(
-                f"{args.config}: valid ({len(config.sources)} sources, "
-                f"{len(config.destinations)} destinations, {len(config.routes)} routes)"
+            counted = ", ".join(
+                plural(len(items), noun)
+                for items, noun in (
+                    (config.sources, "source"),
+                    (config.destinations, "destination"),
+                    (config.routes, "route"),
+                )
             )
+            print(f"{args.config}: valid ({counted})")
             await operations.check_settings(config, store, pm, sys.stderr)
             return 0
         if args.command == "dlq" and args.dlq_command == "list":
@@ -215,6 +226,11 @@ async def _operate(config: Config, pm: pluggy.PluginManager, args: argparse.Name
         await store.close()
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 source``, ``2 sources``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _use_uvloop() -> None:
     """uvloop's event loop where it is installed: the same asyncio, faster."""
     try:
@@ -225,12 +241,6 @@ def _use_uvloop() -> None:
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
-    host = args.host or config.server.host
-    port = args.port if args.port is not None else config.server.port
-    problem = _cannot_listen(host, port)
-    if problem:
-        print(f"error: cannot listen on {host}:{port}: {problem}", file=sys.stderr)
-        return 2
     if args.processes > 1:
         return _serve_processes(config, args)
     return _serve_one(config, args, reuse_port=False)

@@ -54,6 +54,13 @@ def parse_since(value: str, now: float) -> float:
 
 async def check_settings(config: Config, store: Store, pm: object, out: TextIO) -> list[str]:
     """Warnings about settings that put accepted events at risk; [] when there are none."""
+    if config.store.embedded:
+        print(
+            f"note: the store is embedded (data in {config.store.path}): it serves this "
+            "machine only. In production, and for hub processes on several machines, set "
+            "store.url to a Redis, e.g. redis://redis:6379/0 (HUB_STORE in the sample).",
+            file=out,
+        )
     warnings = []
     try:
         settings = await store.settings()
