@@ -10,19 +10,16 @@ import shutil
 import signal
 import stat
 import tempfile
-import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 import redis
 
-from connectors.calendly import sign
 from hub.errors import StoreError
 from hub.store.embedded import EmbeddedServer, server_binary, socket_url
 from hub.store.redis import RedisStore
-from tests.conftest import SIGNING_KEY, config_yaml, fixture_bytes
-from tests.test_processes import free_port, processes, ready
+from tests.conftest import config_yaml, fixture_bytes
+from tests.test_processes import free_port, post_when_ready, processes
 
 __all__ = ["processes"]  # the fixture, used by name
 
@@ -153,15 +150,9 @@ async def test_serve_on_the_embedded_store_survives_sigkill(
         )
     )
     server = await processes("serve").start("serve", "--config", str(path))
-    base = f"http://127.0.0.1:{port}"
     body = fixture_bytes("calendly/invitee_created.json")
     sink.hang = 2  # hold the deliveries: the hub is killed with work acknowledged
-    async with aiohttp.ClientSession() as http:
-        await ready(http, f"{base}/readyz")
-        headers = {"Calendly-Webhook-Signature": sign(SIGNING_KEY, int(time.time()), body)}
-        async with http.post(f"{base}/hooks/calendly", data=body, headers=headers) as response:
-            assert response.status == 202
-            event_id = (await response.json())["id"]
+    event_id = await post_when_ready(port, body)
     assert await server.stop(signal.SIGKILL) == -signal.SIGKILL
     os.kill(int((store_dir / "server.pid").read_text()), signal.SIGKILL)  # the store too
 
