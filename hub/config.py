@@ -362,12 +362,12 @@ def _missing_variables(missing: dict[str, int], where: str) -> str:
     names = sorted(missing, key=lambda name: missing[name])
     listed = ", ".join(f"{name} (line {missing[name]})" for name in names)
     if len(names) == 1:
-        head = f"environment variable {names[0]} is not set"
+        head = f"environment variable {names[0]} is not set (set it"
     else:
-        head = f"{len(names)} environment variables are not set: {listed}"
+        head = f"{len(names)} environment variables are not set: {listed} (set them"
     return (
-        f"{where}:{missing[names[0]]}: {head} "
-        "(set it in the environment, or write ${VAR:-default} to give a default)"
+        f"{where}:{missing[names[0]]}: {head} in the environment, or write ${{VAR:-default}} "
+        "to give a default)"
     )
 
 
