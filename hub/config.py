@@ -116,6 +116,13 @@ class StoreConfig(_Section):
             raise ValueError("expected a redis://, rediss:// or unix:// URL, or embedded")
         return value
 
+    @field_validator("path")
+    @classmethod
+    def _plain_path(cls, value: Path) -> Path:
+        if any(ord(char) < 32 or ord(char) == 127 for char in str(value)):
+            raise ValueError("a path with control characters (a line break, say) is refused")
+        return value
+
     @property
     def embedded(self) -> bool:
         """The hub runs the store itself (``store: embedded``), in ``path``."""

@@ -197,3 +197,15 @@ async def test_the_duplicate_log_line_carries_the_original_event_id(start_hub) -
     assert again == {"id": first["id"], "duplicate": True}
     assert duplicate["event_id"] == first["id"]
     assert duplicate["request_id"] != first["id"]
+
+
+@pytest.mark.parametrize("path", ["store\nappendonly no", "store\r", "st\x00ore", "a\u2028b"])
+def test_a_store_path_with_control_characters_is_refused(path) -> None:
+    data = config_data("p", SINK)
+    data["store"] = {"url": "embedded", "path": path}
+    text = yaml.safe_dump(data, sort_keys=False)
+    if path == "a\u2028b":  # a line separator, no control character: a name like any other
+        config = parse_config(text, get_plugin_manager(), environ=ENVIRON, where="/x/hub.yaml")
+        assert config.store.path == Path("/x") / path
+        return
+    assert "store.path: a path with control characters" in errors_of(text)
