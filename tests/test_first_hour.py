@@ -209,3 +209,18 @@ def test_a_store_path_with_control_characters_is_refused(path) -> None:
         assert config.store.path == Path("/x") / path
         return
     assert "store.path: a path with control characters" in errors_of(text)
+
+
+def test_hub_check_names_every_secret_left_at_its_demo_value(monkeypatch, capsys) -> None:
+    from tests.conftest import REDIS_URL
+    from tests.test_deployment import ROOT, demo_env
+
+    for name, value in demo_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HUB_STORE", REDIS_URL)
+    monkeypatch.setenv("CALENDLY_SIGNING_KEY", "a-real-signing-key")
+    assert main(["check", "--config", str(ROOT / "hub.yaml")]) == 0
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if "demo" in line]
+    assert warning.startswith("warning: demo secrets (demo.env) in sources.cronofy.client_")
+    assert "sources.partner.secrets.0" in warning and "destinations.video.client_secret" in warning
+    assert "calendly" not in warning  # set to a real one
