@@ -1,30 +1,89 @@
-"""iCalendar invitations (RFC 5545 / RFC 5546) for a canonical booking."""
+"""iCalendar invitations (RFC 5545 / RFC 5546) for a canonical booking.
+
+The hub writes its own invitations with a small serializer: every invitation has the same
+handful of properties, so it writes them line by line, escapes each value by its type and
+folds long lines at 75 octets without splitting a UTF-8 sequence. The tests read its output
+back with icalendar and vobject.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Literal
-
-from icalendar import Calendar, Event, vCalAddress
 
 from hub.model import Booking, Person
 
 __all__ = ["IcsLinks", "invitation"]
 
 PRODID = "-//hub//scheduling gateway//EN"
+LINE_OCTETS = 75  # RFC 5545 3.1: lines longer than this are folded
+
+# Characters that end a line somewhere (str.splitlines, Unicode): in TEXT they become the
+# escaped newline, so no reader sees a raw line break inside a value.
+_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+# Other control characters have no place in a value (RFC 5545 3.3.11 excludes CONTROL but
+# HTAB): they are dropped.
+_CONTROLS = "".join(chr(c) for c in (*range(0x20), 0x7F) if chr(c) not in _BREAKS + "\t")
+
+_TEXT = {ord("\\"): "\\\\", ord(";"): "\\;", ord(","): "\\,"}
+_TEXT |= {ord(c): "\\n" for c in _BREAKS} | dict.fromkeys(map(ord, _CONTROLS))
+# RFC 6868 for parameter values: ^ → ^^, a line break → ^n, a double quote → ^'.
+_PARAM = {ord("^"): "^^", ord('"'): "^'", ord("\t"): " "}
+_PARAM |= {ord(c): "^n" for c in _BREAKS} | dict.fromkeys(map(ord, _CONTROLS))
+# A URI (an attendee's mailto:) takes no escapes: what cannot stand in one is %-encoded.
+_URI_UNSAFE = re.compile(f'[\\s"<>\\\\^`{{|}}{re.escape(_BREAKS + _CONTROLS)}]')
+_CRLF_BEFORE_CR = re.compile(r"\r\n?")
 
 
-def _address(person: Person, role: str, *, rsvp: bool) -> vCalAddress:
-    return vCalAddress.new(
-        f"mailto:{person.email}",
-        cn=person.name or None,
-        role=role,
-        partstat="NEEDS-ACTION" if rsvp else None,
-        rsvp=rsvp or None,
-    )
+def _text(value: str) -> str:
+    """A TEXT value (RFC 5545 3.3.11): backslash, semicolon, comma and line breaks
+    escaped; a CRLF is one line break."""
+    return _CRLF_BEFORE_CR.sub("\n", value).translate(_TEXT)
+
+
+def _param(value: str) -> str:
+    """A quoted parameter value (RFC 5545 3.2, RFC 6868)."""
+    return '"' + _CRLF_BEFORE_CR.sub("\n", value).translate(_PARAM) + '"'
+
+
+def _uri(value: str) -> str:
+    return _URI_UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), value)
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _fold(line: str) -> bytes:
+    """One content line, CRLF-terminated, folded into lines of at most 75 octets (the
+    leading space of a continuation counts), never inside a UTF-8 sequence."""
+    data = line.encode()
+    if len(data) <= LINE_OCTETS:
+        return data + b"\r\n"
+    parts = []
+    start, width = 0, LINE_OCTETS
+    while len(data) - start > width:
+        cut = start + width
+        while data[cut] & 0xC0 == 0x80:  # a continuation byte: cut before its sequence
+            cut -= 1
+        parts.append(data[start:cut])
+        start, width = cut, LINE_OCTETS - 1
+    parts.append(data[start:])
+    return b"\r\n ".join(parts) + b"\r\n"
+
+
+def _address(name: str, person: Person, role: str, *, rsvp: bool) -> str:
+    params = f";CN={_param(person.name)}" if person.name else ""
+    if rsvp:
+        params += ";PARTSTAT=NEEDS-ACTION"
+    params += f";ROLE={role}"
+    if rsvp:
+        params += ";RSVP=TRUE"
+    return f"{name}{params}:mailto:{_uri(person.email or '')}"
 
 
 def invitation(
@@ -49,29 +108,41 @@ def invitation(
         method = "CANCEL" if booking.status == "cancelled" else "REQUEST"
     if sequence is None:
         sequence = booking.sequence
-    attendees, seen = [], set()
+    if description is None:
+        description = booking.notes
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        f"PRODID:{PRODID}",
+        f"METHOD:{method}",
+        "BEGIN:VEVENT",
+        f"SUMMARY:{_text(summary or booking.meeting.name or 'Appointment')}",
+        f"DTSTART:{_utc(booking.start)}",
+        f"DTEND:{_utc(booking.end)}",
+        f"DTSTAMP:{_utc(stamp)}",
+        f"UID:{_text(booking.uid)}@hub",
+        f"SEQUENCE:{sequence}",
+    ]
+    seen = set()
     people = [(booking.client, "REQ-PARTICIPANT")]
     people += [(guest, "OPT-PARTICIPANT") for guest in booking.guests]
     for person, role in people:
         if person.email and person.email.lower() not in seen:  # each attendee once
             seen.add(person.email.lower())
-            attendees.append(_address(person, role, rsvp=True))
+            lines.append(_address("ATTENDEE", person, role, rsvp=True))
+    if description:
+        lines.append(f"DESCRIPTION:{_text(description)}")
+    if booking.location and booking.location.value:
+        lines.append(f"LOCATION:{_text(booking.location.value)}")
     host = booking.host if booking.host and booking.host.email else organizer
-    event = Event.new(
-        uid=f"{booking.uid}@hub",
-        stamp=stamp,
-        start=booking.start,
-        end=booking.end,
-        summary=summary or booking.meeting.name or "Appointment",
-        description=description if description is not None else booking.notes,
-        location=booking.location.value if booking.location else None,
-        organizer=_address(host, "CHAIR", rsvp=False) if host and host.email else None,
-        attendees=attendees or None,
-        sequence=sequence,
-        status="CANCELLED" if method == "CANCEL" else "CONFIRMED",
-    )
-    calendar = Calendar.new(prodid=PRODID, method=method, subcomponents=[event])
-    return calendar.to_ical()
+    if host and host.email:
+        lines.append(_address("ORGANIZER", host, "CHAIR", rsvp=False))
+    lines += [
+        f"STATUS:{'CANCELLED' if method == 'CANCEL' else 'CONFIRMED'}",
+        "END:VEVENT",
+        "END:VCALENDAR",
+    ]
+    return b"".join(map(_fold, lines))
 
 
 class IcsLinks:
