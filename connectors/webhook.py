@@ -96,14 +96,16 @@ class WebhookDestination(DestinationConnector):
     ):
         super().__init__(destination, config, context)
         self._signers = [Webhook(s.get_secret_value()) for s in config.secrets]
+        self._url = str(config.url)
         self._fields: dict[str, dict[str, Expression]] = {}
 
     def plan(self, event: BookingEvent, action: WebhookAction) -> list[dict[str, Any]]:  # type: ignore[override]
         return [{"fields": action.fields}] if action.fields else [{}]
 
-    def _data(self, event: BookingEvent, fields: dict[str, str] | None) -> dict[str, Any]:
+    def _data(self, delivery: Delivery, fields: dict[str, str] | None) -> dict[str, Any]:
         if not fields:
-            return event.to_json()
+            return delivery.data  # the canonical event as JSON, as it was stored
+        event = delivery.event
         key = json.dumps(fields, sort_keys=True)
         compiled = self._fields.get(key)
         if compiled is None:
@@ -118,11 +120,11 @@ class WebhookDestination(DestinationConnector):
 
     async def deliver(self, delivery: Delivery) -> DeliveryResult:
         now = self.context.clock.now()
-        event = delivery.event
+        event = delivery.data
         body = {
-            "type": event.type,
-            "timestamp": event.occurred_at.isoformat(),
-            "data": self._data(event, delivery.message.get("fields")),
+            "type": event["type"],
+            "timestamp": datetime.fromisoformat(event["occurred_at"]).isoformat(),
+            "data": self._data(delivery, delivery.message.get("fields")),
         }
         data = orjson.dumps(body)
         text = data.decode()
@@ -133,9 +135,7 @@ class WebhookDestination(DestinationConnector):
             "webhook-timestamp": str(int(now)),
             "webhook-signature": signature,
         }
-        return await post_json(
-            self.context.http, str(self.config.url), body, now=now, headers=headers
-        )
+        return await post_json(self.context.http, self._url, data, now=now, headers=headers)
 
 
 class WebhookSourceConfig(SourceConfig):

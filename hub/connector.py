@@ -21,6 +21,7 @@ the normalize context; a destination's own ``Memory`` in the connector context).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.bookings import Bookings
 from hub.clock import Clock
+from hub.errors import PermanentDelivery
 from hub.model import BookingEvent
 from hub.retry import RetryPolicy
 from hub.schemas import compile_schema
@@ -151,13 +153,26 @@ class SourceConnector(ABC):
 @dataclass(frozen=True)
 class Delivery:
     """One message to one destination. ``id`` is stable across attempts: send it as the
-    idempotency key where the destination has one."""
+    idempotency key where the destination has one.
+
+    ``data`` is the canonical event as JSON (``BookingEvent.to_json()``), validated when
+    the event was made and kept as it is: a destination that sends the event sends it
+    without another round trip through the model. ``event`` is the model, built from
+    ``data`` the first time it is read.
+    """
 
     id: str
     attempt: int
     route: str
-    event: BookingEvent
+    data: dict[str, Any]
     message: dict[str, Any]
+
+    @functools.cached_property
+    def event(self) -> BookingEvent:
+        try:
+            return BookingEvent.model_validate(self.data)
+        except ValueError as error:
+            raise PermanentDelivery(f"stored event does not parse: {error}") from error
 
 
 @dataclass(frozen=True)

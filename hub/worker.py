@@ -386,19 +386,22 @@ class Worker:
                 link = self.ics_links.url(event.booking.uid)
                 if link:
                     event = event.with_booking(urls={**event.booking.urls, "ics": link})
+            data: dict[str, Any] | None = None  # the event as JSON, made once for its jobs
             for route, action in self.router.match(event, only=only):
                 destination = self.destinations[action.to]
                 for message in destination.plan(event, action):
                     signature = _signature(event.id, route.name, action.to, message)
                     if signature in skip:
                         continue
+                    if data is None:
+                        data = event.to_json()
                     plan.spawn.append(
                         NewJob(
                             id=new_id("job", now),
                             kind="deliver",
                             payload={
                                 "route": route.name,
-                                "event": event.to_json(),
+                                "event": data,
                                 "message": message,
                             },
                             due=now,
@@ -479,15 +482,11 @@ class Worker:
         destination = self.destinations.get(job.destination or "")
         if destination is None:
             raise _Failure(f"destination {job.destination!r} is not configured", permanent=True)
-        try:
-            event = BookingEvent.model_validate(job.payload["event"])
-        except ValueError as error:
-            raise _Failure(f"stored event does not parse: {error}", permanent=True) from error
         delivery = Delivery(
             id=job.id,
             attempt=job.attempt,
             route=job.payload["route"],
-            event=event,
+            data=job.payload["event"],
             message=job.payload["message"],
         )
         timeout = destination.config.timeout.total_seconds()

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from hub.crypto import new_key
 from hub.operations import dlq_list, replay
-from hub.store import Attempt, EndpointPolicy
+from hub.store import Attempt, EndpointPolicy, NewJob
 from hub.store.redis import RedisStore
 from tests.conftest import REDIS_URL, fixture_json
 
@@ -354,3 +354,33 @@ async def test_replaying_a_dead_dispatch_after_its_event_was_routed_again_sends_
     await replay(hub.store, out, [dispatch.id], destination=None, since=None, resend=False, now=now)
     assert await hub.worker.drain() == 1  # the dispatch runs, and finds it all sent
     assert len(hub.sink.requests) == 1
+
+
+async def test_a_stored_event_that_does_not_parse_is_a_dead_letter_at_once(start_hub) -> None:
+    """Deliveries read the event as it was stored; one that is no event cannot succeed
+    later, so it is not retried."""
+    hub = await start_hub()
+    now = hub.clock.now()
+    broken = {"id": "evt_x.0", "type": "booking_confirmed", "booking": {"id": ["not", "one"]}}
+    await hub.store.enqueue(
+        [
+            NewJob(
+                id="job_broken",
+                kind="deliver",
+                payload={
+                    "route": "all",
+                    "event": broken,
+                    "message": {"event": "calenso.booking.inform-customer"},
+                },
+                due=now,
+                destination="inxmail",
+                event_id="evt_x",
+            )
+        ],
+        now,
+    )
+    assert await hub.worker.drain() == 1
+    [dead] = await hub.store.dead_letters()
+    assert dead.id == "job_broken" and len(dead.attempts) == 1
+    assert dead.reason.startswith("stored event does not parse")
+    assert hub.sink.requests == []

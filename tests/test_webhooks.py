@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook
 
+from hub.model import BookingEvent
 from hub.schemas import validator
 
 OLD = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -58,6 +59,12 @@ async def test_deliveries_verify_under_each_secret_and_keep_their_id(start_hub, 
     assert payload["data"]["booking"]["client"]["email"] == "mara.keller@example.org"
     validator("webhook/outbound.json").check(payload)
     validator("booking-event.json").check(payload["data"])
+    # the event as the model writes it, sent from the stored JSON without a round trip
+    event = BookingEvent.model_validate(payload["data"])
+    assert (payload["data"], payload["timestamp"]) == (
+        event.to_json(),
+        event.occurred_at.isoformat(),
+    )
     with pytest.raises(Exception, match="No matching signature"):
         Webhook("whsec_" + "b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXMh").verify(
             second.body, second.headers

@@ -56,7 +56,7 @@ class Jsonl(DestinationConnector):
         return [{"fields": action.fields}]
 
     async def deliver(self, delivery: Delivery) -> DeliveryResult:
-        event = delivery.event.to_json()
+        event = delivery.data
         fields = delivery.message.get("fields")
         record = {f: pick(event, f) for f in fields} if fields else event
         line = json.dumps({"delivery": delivery.id, **record}) + "\n"
