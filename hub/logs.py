@@ -4,29 +4,53 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any, TextIO
 
+import orjson
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "json_line"]
+
+# Characters that end a line for some readers (str.splitlines): JSON allows them raw in a
+# string, and orjson writes them so; escaped, a log line stays one line for every reader.
+_SEPARATORS = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+def json_line(event: dict[str, Any], default: Callable[[Any], Any] | None = None) -> bytes:
+    """One log event as a line of JSON (orjson: several times faster than the json
+    module, which matters with a line or more per job)."""
+    data = orjson.dumps(event, default=default, option=orjson.OPT_NON_STR_KEYS)
+    if b"\xc2\x85" in data or b"\xe2\x80" in data:
+        for raw, escaped in _SEPARATORS:
+            data = data.replace(raw, escaped)
+    return data
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", file: TextIO | None = None) -> None:
+    file = file or sys.stderr
     if fmt == "auto":
-        fmt = "console" if sys.stderr.isatty() else "json"
-    renderer = (
-        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
-    )
+        fmt = "console" if file.isatty() else "json"
+    json_lines = fmt == "json"
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks if fmt == "json" else structlog.dev.set_exc_info,
-            renderer,
+            structlog.processors.dict_tracebacks if json_lines else structlog.dev.set_exc_info,
+            structlog.processors.JSONRenderer(serializer=json_line)
+            if json_lines
+            else structlog.dev.ConsoleRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.BytesLoggerFactory(file.buffer)
+        if json_lines
+        else structlog.PrintLoggerFactory(file),
         cache_logger_on_first_use=True,
     )

@@ -11,7 +11,7 @@ __all__ = ["Metrics"]
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self._webhook_counters: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.registry = registry or CollectorRegistry()
         self.webhooks = Counter(
             "hub_webhooks_total",
@@ -37,10 +37,23 @@ class Metrics:
             registry=self.registry,
         )
 
+    def _inc(self, counter: Counter, *values: str) -> None:
+        """Count one, the labelled child looked up once per combination (``labels()``
+        validates and locks on every call)."""
+        key = (counter, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*values)
+        child.inc()
+
     def webhook(self, source: str, outcome: str) -> None:
-        """Count one webhook (the labelled counter looked up once per pair)."""
-        counter = self._webhook_counters.get((source, outcome))
-        if counter is None:
-            counter = self.webhooks.labels(source=source, outcome=outcome)
-            self._webhook_counters[(source, outcome)] = counter
-        counter.inc()
+        """Count one webhook by source and outcome."""
+        self._inc(self.webhooks, source, outcome)
+
+    def job(self, kind: str, outcome: str) -> None:
+        """Count one job attempt by kind and outcome."""
+        self._inc(self.jobs, kind, outcome)
+
+    def delivered(self, destination: str) -> None:
+        """Count one message a destination accepted."""
+        self._inc(self.deliveries, destination)

@@ -250,7 +250,7 @@ class Worker:
         if not kept:
             bound.warning("job.lease_lost", outcome=attempt.outcome)
             return False
-        self.metrics.jobs.labels(kind=job.kind, outcome=attempt.outcome).inc()
+        self.metrics.job(job.kind, attempt.outcome)
         return True
 
     def _policy(self, job: Job) -> RetryPolicy:
@@ -520,6 +520,6 @@ class Worker:
             raise _Failure(
                 f"{type(error).__name__}: {error}", permanent=False, health="fail"
             ) from error
-        self.metrics.deliveries.labels(destination=destination.destination).inc()
+        self.metrics.delivered(destination.destination)
         response = result.response[:RESPONSE_EXCERPT] if result.response else None
         return result.status, response
