@@ -91,8 +91,12 @@ class Calendly(SourceConnector):
     config_model = CalendlyConfig
     schema = "calendly/webhook.json"
     config: CalendlyConfig
+    single_headers = (SIGNATURE_HEADER,)
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    def screen(self, headers: Mapping[str, str], now: float) -> None:
+        self._signatures(headers, now)
+
+    def _signatures(self, headers: Mapping[str, str], now: float) -> tuple[int, list[bytes]]:
         value = headers.get(SIGNATURE_HEADER)
         if not value:
             raise SignatureError(f"missing {SIGNATURE_HEADER} header")
@@ -102,6 +106,10 @@ class Calendly(SourceConnector):
             raise SignatureError(
                 f"signature timestamp {timestamp} is more than {tolerance:g} s from now"
             )
+        return timestamp, signatures
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        timestamp, signatures = self._signatures(headers, now)
         expected = sign(self.config.signing_key.get_secret_value(), timestamp, body)
         digest = expected.rpartition("v1=")[2].encode()
         if not any(hmac.compare_digest(digest, s) for s in signatures):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,9 @@ class CronofyConfig(SourceConfig):
     )
 
 
+_DIGEST = re.compile(rb"[A-Za-z0-9+/]{43}=")  # 32 bytes in standard base64
+
+
 def sign(secret: str, body: bytes) -> str:
     """The header value Cronofy sends for ``body`` under one secret."""
     digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
@@ -51,12 +55,24 @@ class Cronofy(SourceConnector):
     config_model = CronofyConfig
     schema = "cronofy/notification.json"
     config: CronofyConfig
+    single_headers = (SIGNATURE_HEADER,)
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    def screen(self, headers: Mapping[str, str], now: float) -> None:
+        self._offered(headers)
+
+    def _offered(self, headers: Mapping[str, str]) -> list[bytes]:
         value = headers.get(SIGNATURE_HEADER)
         if not value:
             raise SignatureError(f"missing {SIGNATURE_HEADER} header")
         offered = [v.strip().encode() for v in value.split(",") if v.strip()]
+        if not offered or not all(_DIGEST.fullmatch(o) for o in offered):
+            raise SignatureError(
+                f"{SIGNATURE_HEADER} must be base64 HMAC-SHA256 digests, comma-separated"
+            )
+        return offered
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        offered = self._offered(headers)
         expected = [sign(s.get_secret_value(), body).encode() for s in self.config.client_secrets]
         # every pair is compared, in constant time each, whatever matches first
         matches = [hmac.compare_digest(o, e) for o in offered for e in expected]

@@ -18,6 +18,7 @@ from hub.appkeys import (
     HTTP,
     METRICS,
     PLUGINS,
+    READING,
     SOURCES,
     STORE,
     WORKER,
@@ -56,6 +57,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[SOURCES] = build_sources(config, pm)
     app[WORKER] = None
+    app[READING] = asyncio.Semaphore(config.server.max_reading)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_http)
     if run_worker:

@@ -109,6 +109,17 @@ class ServerConfig(_Section):
     host: str = Field("127.0.0.1", description="Address the HTTP intake listens on")
     port: int = Field(8080, ge=0, le=65535)
     max_body: ByteSize = Field(256 * 1024, gt=0, description="Largest webhook body accepted")
+    body_timeout: Duration = Field(
+        timedelta(seconds=10),
+        gt=timedelta(0),
+        description="Longest wait for a webhook's body, once its headers are in (then 408)",
+    )
+    max_reading: int = Field(
+        64, ge=1, description="Most webhook bodies read at once; the others wait their turn"
+    )
+    max_depth: int = Field(
+        32, ge=2, le=512, description="Deepest nesting of JSON accepted in a webhook body"
+    )
     shutdown_timeout: Duration = Field(
         timedelta(seconds=10), description="Grace for open requests on SIGTERM"
     )

@@ -2,6 +2,8 @@
 
 A **source connector** turns a provider's webhook into canonical events::
 
+    single_headers               headers that may appear once only (signature, id)
+    screen(headers, now)         refuse from the headers alone, before the body is read
     verify(headers, body, now)   raise SignatureError unless the raw bytes are authentic
     schema                       its JSON Schema: a file name under schemas/, or the schema
     dedup_key(headers, body)     what makes two deliveries of one webhook the same
@@ -122,11 +124,19 @@ class SourceConnector(ABC):
     name: ClassVar[str]
     config_model: ClassVar[type[SourceConfig]] = SourceConfig
     schema: ClassVar[str | dict[str, Any]]
+    # Headers ``verify`` and ``dedup_key`` read: a request that repeats one is refused
+    # (401) before anything else, so no two readers can take different values of it.
+    single_headers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, source: str, config: SourceConfig) -> None:
         self.source = source
         self.config = config
         self.validator = compile_schema(self.schema)
+
+    def screen(self, headers: Mapping[str, str], now: float) -> None:  # noqa: B027
+        """Raise SignatureError when the headers alone show the request cannot be authentic
+        (a missing or malformed signature header, a stale timestamp). Called before the
+        body is read, so a hopeless request holds no memory. Default: nothing to refuse."""
 
     @abstractmethod
     def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:

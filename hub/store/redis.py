@@ -7,6 +7,7 @@ With a cipher, event bodies and job payloads are encrypted before they leave the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
@@ -68,6 +69,23 @@ def _seconds(value: bytes | None) -> float | None:
     return int(value) / 1000 if value else None
 
 
+def _wire(value: Any) -> bytes | int | float:
+    """A script argument as Redis receives it; ValueError for one that cannot be sent."""
+    if isinstance(value, bytes | int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return value.encode()
+        except UnicodeEncodeError as error:
+            raise ValueError(f"not valid UTF-8 text: {error.reason}") from None
+    raise ValueError(f"cannot send a {type(value).__name__} to Redis")
+
+
+def dedup_digest(key: str) -> str:
+    """What a dedup key becomes in Redis: a fixed-size hash of whatever the source gave."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 class _Batch:
     """Calls of one script made in the same turn of the event loop go to Redis together:
     one pipeline, one round trip. Each call still runs atomically on its own, and each
@@ -81,6 +99,9 @@ class _Batch:
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def submit(self, args: list[Any]) -> Any:
+        # Encoded here, so an argument Redis cannot take fails its own caller only, never
+        # the batch it would have joined.
+        args = [_wire(a) for a in args]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((args, future))
@@ -221,7 +242,7 @@ class RedisStore:
                     event_id,
                     source,
                     self._seal(body),
-                    dedup_key,
+                    dedup_digest(dedup_key),
                     self.dedup_window,
                     dispatch_job_id,
                     self._payload({"event_id": event_id}),
