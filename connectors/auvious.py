@@ -36,7 +36,7 @@ from hub.connector import (
 )
 from hub.errors import PermanentDelivery, RetryableDelivery
 from hub.model import Booking, BookingEvent
-from hub.outbound import RESPONSE_EXCERPT, parse_retry_after
+from hub.outbound import RESPONSE_EXCERPT, check_public, parse_retry_after, redirect_refused
 from hub.units import Duration
 
 HANDLED = ("booking_confirmed", "booking_rescheduled", "booking_cancelled")
@@ -158,11 +158,18 @@ class Auvious(DestinationConnector):
             "client_id": config.client_id,
             "client_secret": config.client_secret.get_secret_value(),
         }
+        url = f"{self._base}/security/oauth/token"
+        if config.deny_private_networks:
+            await check_public(url)
         try:
             async with self.context.http.post(
-                f"{self._base}/security/oauth/token", params=params
+                url, params=params, allow_redirects=False
             ) as response:
                 text = (await response.content.read(_MAX_BODY)).decode(errors="replace")
+                if 300 <= response.status < 400:
+                    redirect_refused(
+                        "the token endpoint", response.status, response.headers.get("Location"), ""
+                    )
                 if response.status in (400, 401, 403):
                     raise PermanentDelivery(
                         f"Auvious refused the client credentials ({response.status})",
@@ -201,12 +208,18 @@ class Auvious(DestinationConnector):
             if body is not None:
                 headers["Content-Type"] = "application/json"
                 data = orjson.dumps(body)
+            if self.config.deny_private_networks:
+                await check_public(self._base + path)
             try:
                 async with self.context.http.request(
-                    method, self._base + path, data=data, headers=headers
+                    method, self._base + path, data=data, headers=headers, allow_redirects=False
                 ) as response:
                     text = (await response.content.read(_MAX_BODY)).decode(errors="replace")
                     status = response.status
+                    if 300 <= status < 400:
+                        redirect_refused(
+                            f"{method} {path}", status, response.headers.get("Location"), text
+                        )
                     retry_after = parse_retry_after(
                         response.headers.get("Retry-After"), self.context.clock.now()
                     )

@@ -193,6 +193,7 @@ class Inxmail(DestinationConnector):
             body,
             now=now,
             headers={"Authorization": self._authorization},
+            deny_private_networks=config.deny_private_networks,
         )
 
 

@@ -141,7 +141,12 @@ class WebhookDestination(DestinationConnector):
             "webhook-signature": signature,
         }
         return await post_json(
-            self.context.http, str(self.config.url), body, now=now, headers=headers
+            self.context.http,
+            str(self.config.url),
+            body,
+            now=now,
+            headers=headers,
+            deny_private_networks=self.config.deny_private_networks,
         )
 
 

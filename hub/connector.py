@@ -86,6 +86,11 @@ class DestinationConfig(BaseModel):
         None, ge=1, description="Most attempts in flight at once, across all workers"
     )
     circuit: CircuitConfig = CircuitConfig()
+    deny_private_networks: bool = Field(
+        False,
+        description="Refuse to send to a host that resolves to a private, loopback or "
+        "link-local address",
+    )
 
     def endpoint_policy(self) -> EndpointPolicy:
         return EndpointPolicy(

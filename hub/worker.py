@@ -516,6 +516,18 @@ class Worker:
             raise _Failure(
                 f"no answer within {timeout:g} s", permanent=False, health="fail"
             ) from error
+        except ValueError as error:
+            # The message cannot be made (composition, template, iCalendar): the content's
+            # fault, not the destination's. Dead at once, and no verdict on its health.
+            log.warning(
+                "deliver.content_error",
+                job_id=job.id,
+                destination=job.destination,
+                error_type=type(error).__name__,
+            )
+            raise _Failure(
+                f"the message cannot be made ({type(error).__name__})", permanent=True
+            ) from error
         except Exception as error:
             log.exception("deliver.error", job_id=job.id, destination=job.destination)
             raise _Failure(
