@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import AnyHttpUrl, Field, SecretStr
+from pydantic import AnyHttpUrl, Field
 
 from hub import hookimpl
 from hub.connector import (
@@ -37,6 +37,7 @@ from hub.connector import (
 from hub.errors import PermanentDelivery, RetryableDelivery
 from hub.model import Booking, BookingEvent
 from hub.outbound import RESPONSE_EXCERPT, check_public, parse_retry_after, redirect_refused
+from hub.secrets import Credential
 from hub.units import Duration
 
 HANDLED = ("booking_confirmed", "booking_rescheduled", "booking_cancelled")
@@ -46,7 +47,7 @@ _MAX_BODY = 256 * 1024  # the most of an answer read
 class AuviousConfig(DestinationConfig):
     base_url: AnyHttpUrl = Field(description="e.g. https://auvious.video")
     client_id: str = Field(min_length=1)
-    client_secret: SecretStr
+    client_secret: Credential
     application_id: str = Field(description="The Auvious application appointments belong to")
     locale: str = Field("en-GB", description="Locale of the appointments")
     token_margin: Duration = Field(

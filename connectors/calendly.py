@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from hub import hookimpl
 from hub.connector import NormalizeContext, SourceConfig, SourceConnector
@@ -31,6 +31,7 @@ from hub.model import (
     Person,
     booking_uuid,
 )
+from hub.secrets import SigningKey
 from hub.units import Duration
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,7 @@ INVITEE_EVENTS = (
 
 
 class CalendlyConfig(SourceConfig):
-    signing_key: SecretStr = Field(description="The webhook subscription's signing key")
+    signing_key: SigningKey = Field(description="The webhook subscription's signing key")
     tolerance: Duration = Field(
         timedelta(seconds=180),
         description="Oldest (and furthest in the future) signature timestamp accepted",

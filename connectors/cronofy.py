@@ -17,12 +17,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from hub import hookimpl
 from hub.connector import NormalizeContext, SourceConfig, SourceConnector
 from hub.errors import SignatureError
 from hub.model import BookingEvent, InviteReply, Proposal
+from hub.secrets import SigningKey
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +37,7 @@ PUSH_TYPES = {
 
 
 class CronofyConfig(SourceConfig):
-    client_secrets: list[SecretStr] = Field(
+    client_secrets: list[SigningKey] = Field(
         min_length=1, description="The client secret; several while rotating"
     )
 

@@ -42,6 +42,7 @@ from hub.errors import PermanentDelivery, SignatureError
 from hub.model import EVENT_TYPES, BookingEvent
 from hub.outbound import post_json
 from hub.schemas import SchemaValidator, compile_schema
+from hub.secrets import MIN_KEY_LENGTH
 from hub.units import Duration
 
 _HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -59,9 +60,13 @@ def _key(secret: SecretStr) -> bytes:
 
 def _whsec(value: SecretStr) -> SecretStr:
     try:
-        _key(value)
+        key = _key(value)
     except ValueError:
         raise ValueError("expected a Standard Webhooks secret: whsec_ and base64") from None
+    if len(key) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"is too short: a whsec_ secret needs at least {MIN_KEY_LENGTH} bytes after whsec_"
+        )
     return value
 
 

@@ -141,8 +141,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     try:
         await request.app[STORE].ping()
-    except StoreError as error:
-        return web.json_response({"status": "unavailable", "detail": str(error)}, status=503)
+    except StoreError:  # the error names the store's host: it is for the log, not the world
+        detail = "the store cannot be reached"
+        return web.json_response({"status": "unavailable", "detail": detail}, status=503)
     return web.json_response({"status": "ready"})
 
 
@@ -156,7 +157,14 @@ async def booking_invitation(request: web.Request) -> web.Response:
     messages. 404 for a token that is not ours, as for one of an unknown booking."""
     links = request.app[CONFIG].server.ics_links()
     uid = links.verify(request.match_info["token"]) if links else None
-    stored = await request.app[STORE].get_booking(uid) if uid else None
+    try:
+        stored = await request.app[STORE].get_booking(uid) if uid else None
+    except StoreError:
+        return web.json_response(
+            {"error": "store_unavailable", "detail": "the hub cannot read bookings right now"},
+            status=503,
+            headers={"Retry-After": "5"},
+        )
     if stored is None:
         return web.json_response({"error": "not_found", "detail": "no such booking"}, status=404)
     booking = Booking.model_validate(stored.snapshot).model_copy(

@@ -32,6 +32,7 @@ from hub.errors import ConfigError
 from hub.ics import IcsLinks
 from hub.model import EventType
 from hub.retry import RetryPolicy
+from hub.secrets import SigningKey
 from hub.units import ByteSize, Duration
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class ServerConfig(_Section):
     public_url: str | None = Field(
         None, description="The hub's address as others reach it, for links in messages"
     )
-    ics_secret: SecretStr | None = Field(
+    ics_secret: SigningKey | None = Field(
         None,
         description="Secret of the links to bookings' invitations, GET /bookings/{token}.ics "
         "(served only when set)",
