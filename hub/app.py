@@ -114,6 +114,7 @@ def make_worker(app: web.Application) -> Worker:
         clock=app[CLOCK],
         metrics=app[METRICS],
         ics_links=app[CONFIG].server.ics_links(),
+        http=app.get(HTTP),
     )
 
 

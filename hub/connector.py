@@ -119,6 +119,8 @@ class NormalizeContext:
     inbound_event_id: str
     received_at: datetime
     bookings: Bookings
+    # the hub's HTTP client, for a source that must fetch what a webhook only points to
+    http: aiohttp.ClientSession | None = None
 
     def event_id(self, index: int) -> str:
         """Id of the ``index``-th canonical event made from this webhook; stable on retry."""

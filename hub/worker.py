@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import orjson
 import structlog
 
@@ -100,7 +101,9 @@ class Worker:
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
         ics_links: IcsLinks | None = None,
+        http: aiohttp.ClientSession | None = None,
     ) -> None:
+        self.http = http
         self.store = store
         self.sources = sources
         self.destinations = destinations
@@ -320,6 +323,7 @@ class Worker:
             inbound_event_id=inbound.id,
             received_at=datetime.fromtimestamp(inbound.received_at, UTC),
             bookings=Bookings(self.store, self.clock.now()),
+            http=self.http,
         )
         events = await source.normalize(orjson.loads(inbound.body), context)
         return await self._plan(job, events, bound)
