@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -24,6 +25,7 @@ from hub.connector import NormalizeContext, SourceConfig, SourceConnector
 from hub.errors import SignatureError
 from hub.model import BookingEvent, InviteReply, Proposal
 from hub.secrets import SigningKey
+from hub.units import Duration
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +41,12 @@ PUSH_TYPES = {
 class CronofyConfig(SourceConfig):
     client_secrets: list[SigningKey] = Field(
         min_length=1, description="The client secret; several while rotating"
+    )
+    dedup_window: Duration = Field(
+        timedelta(days=30),
+        ge=timedelta(seconds=1),
+        description="How long a callback's body is remembered: Cronofy signs no timestamp, "
+        "so a replayed callback can only be told by having been seen",
     )
 
 
@@ -79,6 +87,9 @@ class Cronofy(SourceConnector):
         matches = [hmac.compare_digest(o, e) for o in offered for e in expected]
         if not any(matches):
             raise SignatureError("signature does not match the body under any client secret")
+
+    def dedup_window(self) -> timedelta:
+        return self.config.dedup_window
 
     def order_key(self, payload: dict[str, Any]) -> str | None:
         invite = payload.get("smart_invite")

@@ -153,6 +153,11 @@ class SourceConnector(ABC):
         """Two requests with the same key are one webhook. Default: a hash of the body."""
         return hashlib.sha256(body).hexdigest()
 
+    def dedup_window(self) -> timedelta | None:
+        """How long this source's webhooks are remembered to drop duplicates; None for the
+        store's ``dedup_window``."""
+        return None
+
     def order_key(self, payload: dict[str, Any]) -> str | None:
         """Webhooks with the same key are turned into events one at a time, in the order
         they were accepted: return the provider's booking reference. Default: no order."""

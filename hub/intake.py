@@ -145,6 +145,7 @@ async def receive(request: web.Request) -> web.Response:
                 event_id,
                 new_id("job", now),
                 source.order_key(payload),
+                window.total_seconds() if (window := source.dedup_window()) else None,
             )
         except ValueError as error:  # a value the store cannot take: this request only
             raise InvalidPayload(f"webhook cannot be stored: {error}") from None

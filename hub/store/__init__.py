@@ -217,10 +217,12 @@ class Store(Protocol):
         event_id: str,
         dispatch_job_id: str,
         order_key: str | None = None,
+        dedup_window: float | None = None,
     ) -> Accepted:
         """Store an inbound webhook and its dispatch job in one atomic step, unless a webhook
-        with the same ``(source, dedup_key)`` was accepted within the dedup window: then
-        return that one's id with ``duplicate=True`` and store nothing."""
+        with the same ``(source, dedup_key)`` was accepted within the dedup window (the
+        store's, or ``dedup_window`` seconds for this source): then return that one's id
+        with ``duplicate=True`` and store nothing."""
 
     async def get_event(self, event_id: str) -> InboundEvent | None: ...
 

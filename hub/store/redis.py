@@ -233,6 +233,7 @@ class RedisStore:
         event_id: str,
         dispatch_job_id: str,
         order_key: str | None = None,
+        dedup_window: float | None = None,
     ) -> Accepted:
         result = await self._call(
             self._accepts.submit(
@@ -243,7 +244,7 @@ class RedisStore:
                     source,
                     self._seal(body),
                     dedup_digest(dedup_key),
-                    self.dedup_window,
+                    int(dedup_window) if dedup_window else self.dedup_window,
                     dispatch_job_id,
                     self._payload({"event_id": event_id}),
                     order_key or "",
