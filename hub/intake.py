@@ -49,6 +49,8 @@ def _json(body: dict[str, object], status: int, **headers: str) -> web.Response:
 
 def nesting_exceeds(value: Any, limit: int) -> bool:
     """Whether ``value`` nests objects and arrays deeper than ``limit``; without recursion."""
+    if not isinstance(value, dict | list):
+        return False
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()

@@ -60,6 +60,7 @@ def test_nesting_is_measured_without_recursion() -> None:
     assert nesting_exceeds(deep, 64)
     assert not nesting_exceeds({"a": [{"b": 1}], "c": {"d": []}}, 3)
     assert nesting_exceeds({"a": [{"b": {}}]}, 3)
+    assert not any(nesting_exceeds(scalar, 1) for scalar in (None, 1, "x", 2.5, True))
 
 
 @pytest.mark.parametrize("depth", [40, 300, 1000])
