@@ -1,7 +1,9 @@
 """The Redis store: the ``Store`` protocol on one Redis shared by every gateway and worker.
 
 Every state change is one Lua script from ``hub/store/lua.py``: atomic, one round trip.
-With a cipher, event bodies and job payloads are encrypted before they leave the process.
+With a cipher, event bodies, job payloads, attempt records (response excerpts, errors),
+dead-letter reasons, bookings and connector memory are encrypted before they leave the
+process; the read side decrypts them, so callers see plain text.
 """
 
 from __future__ import annotations
@@ -327,7 +329,7 @@ class RedisStore:
             job.id,
             job.lease,
             outcome,
-            orjson.dumps(attempt.to_json()) if attempt else "",
+            self._payload(attempt.to_json()) if attempt else "",
             extra,
             health or "",
             disable or "",
@@ -395,7 +397,7 @@ class RedisStore:
         disable: str | None = None,
     ) -> Recorded:
         return await self._finish_job(
-            job, "dead", now, attempt, reason, health=health, disable=disable
+            job, "dead", now, attempt, self._seal(reason.encode()), health=health, disable=disable
         )
 
     async def release(self, job: Job, now: float) -> Recorded:
@@ -559,15 +561,29 @@ class RedisStore:
             kind=data[b"kind"].decode(),
             state=data[b"state"].decode(),
             payload=payload,
-            attempts=[orjson.loads(a) for a in attempts],
+            attempts=[self._attempt(a) for a in attempts],
             destination=_text(data.get(b"destination")) or None,
             event_id=_text(data.get(b"event_id")) or None,
             due_at=_seconds(data.get(b"due_at")),
             created_at=int(data.get(b"created_at", b"0")) / 1000,
             finished_at=_seconds(data.get(b"finished_at")),
-            reason=_text(data.get(b"reason")) or None,
+            reason=self._reason(data.get(b"reason")),
             order_key=_text(data.get(b"order_key")) or None,
         )
+
+    def _attempt(self, record: bytes) -> dict[str, Any]:
+        try:
+            return orjson.loads(self._open(record))
+        except (StoreError, ValueError) as error:
+            return {"outcome": "unreadable", "error": str(error)}
+
+    def _reason(self, reason: bytes | None) -> str | None:
+        if not reason:
+            return None
+        try:
+            return self._open(reason).decode()
+        except StoreError as error:
+            return str(error)
 
     async def _jobs(self, ids: list[str]) -> list[JobInfo]:
         async with self.redis.pipeline(transaction=False) as pipe:
