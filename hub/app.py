@@ -100,6 +100,11 @@ def store_from_config(config: Config) -> Store:
             for name, destination in config.destinations.items()
         },
         encryption_keys=[key.get_secret_value() for key in settings.encryption_keys],
+        dead_letter_retention=settings.dead_letter_retention.total_seconds(),
+        booking_horizon=max(
+            (r.offset.total_seconds() for r in config.routes if r.offset is not None),
+            default=0.0,
+        ),
     )
 
 

@@ -68,7 +68,14 @@ class StoreConfig(_Section):
     retention: Duration = Field(
         timedelta(days=7),
         ge=timedelta(seconds=1),
-        description="How long finished events and jobs stay readable",
+        description="How long finished events and jobs stay readable; bookings stay until "
+        "their end (and their last time trigger) plus this",
+    )
+    dead_letter_retention: Duration = Field(
+        timedelta(days=30),
+        ge=timedelta(seconds=1),
+        description="How long a dead letter (and the webhook it came from) stays for "
+        "inspection and replay",
     )
     encryption_keys: list[SecretStr] = Field(
         [],

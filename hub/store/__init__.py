@@ -363,6 +363,8 @@ def open_store(
     retention: float,
     endpoints: Mapping[str, EndpointPolicy] | None = None,
     encryption_keys: list[str] | None = None,
+    dead_letter_retention: float = 30 * 86400,
+    booking_horizon: float = 0.0,
 ) -> Store:
     """The store for a URL. Only Redis is implemented; its URL schemes are redis://,
     rediss:// and unix://."""
@@ -374,6 +376,8 @@ def open_store(
         prefix=prefix,
         dedup_window=dedup_window,
         retention=retention,
+        dead_letter_retention=dead_letter_retention,
+        booking_horizon=booking_horizon,
         endpoints=endpoints,
         cipher=Cipher(encryption_keys) if encryption_keys else None,
     )

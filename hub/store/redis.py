@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -155,6 +156,8 @@ class RedisStore:
         prefix: str = "hub",
         dedup_window: float = 3 * 86400,
         retention: float = 7 * 86400,
+        dead_letter_retention: float = 30 * 86400,
+        booking_horizon: float = 0.0,
         endpoints: Mapping[str, EndpointPolicy] | None = None,
         cipher: Cipher | None = None,
     ) -> None:
@@ -162,6 +165,10 @@ class RedisStore:
         self.keys = Keys(prefix)
         self.dedup_window = int(dedup_window)
         self.retention = int(retention)
+        self.dead_letter_retention = int(dead_letter_retention)
+        # bookings are kept until their end plus this plus retention: the latest time
+        # trigger after a meeting still finds its booking
+        self.booking_horizon = booking_horizon
         self.endpoints = dict(endpoints or {})
         self.cipher = cipher
         self._gates = [
@@ -339,6 +346,7 @@ class RedisStore:
             _ms(policy.open_for),
             1 if policy.circuit else 0,
             len(spawn or ()),
+            self.dead_letter_retention,
         ]
         for new in spawn or ():
             args += [
@@ -442,11 +450,21 @@ class RedisStore:
                     self._payload(snapshot),
                     1 if new_version else 0,
                     _ms(occurred_at),
+                    _ms(self._booking_expiry(snapshot, now) - now),
                     *refs,
                 ]
             )
         )
         return int(sequence), bool(stale)
+
+    def _booking_expiry(self, snapshot: dict[str, Any], now: float) -> float:
+        """When a booking's record may go: its end, plus the latest time trigger after it,
+        plus retention. The invitation link dies with it."""
+        try:
+            end = datetime.fromisoformat(snapshot["end"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            end = now
+        return max(end, now) + self.booking_horizon + self.retention
 
     async def get_booking(self, uid: str) -> StoredBooking | None:
         data = await self._call(self.redis.hmget(self.keys.booking(uid), "snapshot", "sequence"))
