@@ -205,3 +205,14 @@ async def test_a_poisoned_call_fails_alone_not_its_batch(redis_prefix) -> None:
     assert isinstance(results[2], ValueError)
     assert [r.duplicate for i, r in enumerate(results) if i != 2] == [False] * 5
     await store.close()
+
+
+def test_a_schema_error_on_very_deep_json_is_invalid_payload_not_recursion() -> None:
+    from hub.errors import InvalidPayload
+    from hub.schemas import validator
+
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = {"payload": deep}
+    with pytest.raises(InvalidPayload):
+        validator("calendly/webhook.json").check({"event": "invitee.created", "payload": deep})
