@@ -158,7 +158,9 @@ async def receive(request: web.Request) -> web.Response:
             source=name,
             event_id=event_id,
             status=error.status,
-            error=error.detail,
+            # a schema error quotes the payload's values: the log names the field only
+            error=error.code if isinstance(error, InvalidPayload) else error.detail,
+            field=error.field,
         )
         response = _json({**error.to_json(), "request_id": event_id}, error.status)
         if body is None and request.can_read_body:

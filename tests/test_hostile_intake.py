@@ -216,3 +216,15 @@ def test_a_schema_error_on_very_deep_json_is_invalid_payload_not_recursion() -> 
         deep = {"payload": deep}
     with pytest.raises(InvalidPayload):
         validator("calendly/webhook.json").check({"event": "invitee.created", "payload": deep})
+
+
+async def test_a_schema_error_is_logged_by_field_without_the_values(start_hub, capsys) -> None:
+    hub = await start_hub()
+    payload = json.loads(fixture_bytes("calendly/invitee_created.json"))
+    payload["payload"]["status"] = "Mara Keller, mara.keller@example.org"
+    response = await hub.post_calendly(json.dumps(payload).encode())
+    assert response.status == 400
+    assert (await response.json())["field"] == "payload.status"
+    logged = capsys.readouterr()
+    assert "payload.status" in logged.out + logged.err
+    assert "mara.keller" not in logged.out + logged.err
