@@ -29,7 +29,7 @@ from connectors.calendly import sign
 from connectors.cronofy import sign as cronofy_sign
 from hub.store.redis import RedisStore
 from tests.conftest import REDIS_URL, SIGNING_KEY, fixture_json
-from tests.test_email_invite import ACTION, Inbox, smtp
+from tests.test_email_invite import ACTION, Inbox, mail_destination, smtp
 from tests.test_processes import free_port, processes, ready, write_config
 
 __all__ = ["processes", "smtp"]
@@ -265,17 +265,7 @@ async def test_poisoned_mail_leaves_the_circuit_closed(
         processes,
         redis_prefix,
         sink.url,
-        destinations={
-            "mail": {
-                "connector": "email_invite",
-                "host": "127.0.0.1",
-                "port": smtp.port,
-                "security": "none",
-                "username": "hub",
-                "password": "smtp-pass",
-                "sender": "bookings@example.org",
-            }
-        },
+        destinations={"mail": mail_destination(smtp)},
         routes=[{"name": "invites", "on": ["booking_confirmed"], "send": [action]}],
     )
     breakers = ["\u2028", "\u0085", "\x0b", "\x0c"]
