@@ -59,3 +59,19 @@ async def test_dead_letters_expire_and_a_replay_keeps_them(start_hub) -> None:
         assert len(ttls) == 2 and all(DAY < t <= 2 * DAY for t in ttls.values())
     assert await hub.store.replay(dead[0].id, hub.clock.now())
     assert set((await _ttls(hub.prefix, f"job:{dead[0].id}")).values()) == {-1}
+
+
+async def test_destination_memory_expires_and_old_entries_stay_readable(start_hub) -> None:
+    hub = await start_hub()
+    await hub.store.remember("auvious", "booking-1", "appointment-9")
+    [ttl] = (await _ttls(hub.prefix, "mem:auvious:")).values()
+    assert 366 * DAY < ttl <= 374 * DAY
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:  # an entry written before entries had keys of their own
+        await client.hset(f"{hub.prefix}:memory:auvious", "booking-0", "appointment-8")
+    finally:
+        await client.aclose()
+    assert await hub.store.recall("auvious", "booking-0") == "appointment-8"
+    assert await hub.store.recall("auvious", "booking-1") == "appointment-9"
+    await hub.store.forget("auvious", "booking-0")
+    assert await hub.store.recall("auvious", "booking-0") is None

@@ -169,6 +169,9 @@ class RedisStore:
         # bookings are kept until their end plus this plus retention: the latest time
         # trigger after a meeting still finds its booking
         self.booking_horizon = booking_horizon
+        # what a destination remembers of a booking (its appointment id, say) is kept for a
+        # year after its last write, plus what a booking itself is kept beyond its end
+        self.memory_retention = int(366 * 86400 + booking_horizon + retention)
         self.endpoints = dict(endpoints or {})
         self.cipher = cipher
         self._gates = [
@@ -524,13 +527,22 @@ class RedisStore:
     # --- connector memory --------------------------------------------------------------
 
     async def remember(self, scope: str, key: str, value: str) -> None:
-        await self._call(self.redis.hset(self.keys.memory(scope), key, self._seal(value.encode())))
+        await self._call(
+            self.redis.set(
+                self.keys.memory_entry(scope, key),
+                self._seal(value.encode()),
+                ex=self.memory_retention,
+            )
+        )
 
     async def recall(self, scope: str, key: str) -> str | None:
-        value = await self._call(self.redis.hget(self.keys.memory(scope), key))
+        value = await self._call(self.redis.get(self.keys.memory_entry(scope, key)))
+        if value is None:  # remembered before entries had keys of their own
+            value = await self._call(self.redis.hget(self.keys.memory(scope), key))
         return self._open(value).decode() if value is not None else None
 
     async def forget(self, scope: str, key: str) -> None:
+        await self._call(self.redis.delete(self.keys.memory_entry(scope, key)))
         await self._call(self.redis.hdel(self.keys.memory(scope), key))
 
     # --- dead letters and replay -------------------------------------------------------
