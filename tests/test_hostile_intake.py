@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -228,3 +229,22 @@ async def test_a_schema_error_is_logged_by_field_without_the_values(start_hub, c
     logged = capsys.readouterr()
     assert "payload.status" in logged.out + logged.err
     assert "mara.keller" not in logged.out + logged.err
+
+
+async def test_with_redis_down_readyz_hides_its_address_and_ics_links_answer_503(
+    start_hub,
+) -> None:
+    from hub.ics import IcsLinks
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = "ics-link-secret-0123"
+    hub = await start_hub(store__url=f"redis://127.0.0.1:{port}/0", server__ics_secret=secret)
+    ready = await hub.client.get("/readyz")
+    assert ready.status == 503
+    assert "127.0.0.1" not in await ready.text() and str(port) not in await ready.text()
+    token = IcsLinks(secret.encode(), None).token("booking-uid")
+    answer = await hub.client.get(f"/bookings/{token}.ics")
+    assert answer.status == 503
+    assert (await answer.json())["error"] == "store_unavailable"
