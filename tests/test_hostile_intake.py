@@ -14,6 +14,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from connectors.calendly import sign
+from hub.appkeys import READING
 from hub.intake import nesting_exceeds
 from hub.store.redis import RedisStore
 from hub.testing import REDIS_URL
@@ -248,3 +249,29 @@ async def test_with_redis_down_readyz_hides_its_address_and_ics_links_answer_503
     answer = await hub.client.get(f"/bookings/{token}.ics")
     assert answer.status == 503
     assert (await answer.json())["error"] == "store_unavailable"
+
+
+async def test_bodies_read_at_once_are_bounded(start_hub) -> None:
+    hub = await start_hub(server__max_reading=1, server__body_timeout="300ms")
+    port = hub.client.server.port
+    fresh = sign(SIGNING_KEY, int(hub.clock.now()), b"{}")
+    head = (
+        f"POST /hooks/calendly HTTP/1.1\r\nHost: hub\r\nCalendly-Webhook-Signature: {fresh}"
+        "\r\nContent-Length: 5000"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head + b"\r\n\r\n" + b'{"event":')  # holds the only slot, never finishes
+    await writer.drain()
+    slots = hub.client.server.app[READING]
+    async with asyncio.timeout(5):  # the server runs in this loop: until it took the slot
+        while not slots.locked():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+    try:
+        # a complete body waits for the slot, and its time runs out while it waits
+        body = fixture_bytes("calendly/invitee_created.json")
+        response = await hub.post_calendly(body)
+        assert response.status == 408
+    finally:
+        writer.close()
+    assert (await hub.post_calendly(body)).status == 202  # the slot is free again
+    del reader
