@@ -5,7 +5,9 @@ N signed Calendly bookings go into ``hub serve`` (intake and worker); a third of
 deliveries are refused (400), so dead letters are made too. Once the queue is empty, every
 key under the run's prefix is looked at.
 
-    .venv/bin/python bench/retention_census.py [--webhooks 10000]
+    .venv/bin/python bench/retention_census.py [--webhooks 10000] [--code DIR]
+
+``--code`` runs the hub of another checkout, to compare before and after a change.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
+    ROOT,
     drop_prefix,
     free_port,
     hub_config,
@@ -122,7 +125,7 @@ async def wait_idle(client: redis.Redis, prefix: str, within: float = 600) -> No
     raise RuntimeError("the queue did not drain")
 
 
-async def run(url: str, count: int) -> dict[str, object]:
+async def run(url: str, count: int, code: str) -> dict[str, object]:
     prefix = new_prefix("census")
     port, sink_port = free_port(), free_port()
     config = json.loads(hub_config(url, prefix, port=port, sink=f"http://127.0.0.1:{sink_port}"))
@@ -133,7 +136,18 @@ async def run(url: str, count: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "hub.yaml"
         path.write_text(json.dumps(config))
-        process = start([sys.executable, "-m", "hub", "serve", "--config", str(path)])
+        process = start(
+            [
+                sys.executable,
+                "-c",
+                "import sys; sys.path.insert(0, sys.argv[1]); "
+                "from hub.cli import main; sys.exit(main(sys.argv[2:]))",
+                code,
+                "serve",
+                "--config",
+                str(path),
+            ]
+        )
         try:
             wait_listening(port)
             statuses = await post_all(port, count)
@@ -149,9 +163,11 @@ async def run(url: str, count: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--webhooks", type=int, default=10_000)
+    parser.add_argument("--code", type=Path, default=ROOT)
     args = parser.parse_args()
     with redis_url() as url:
-        print(json.dumps(asyncio.run(run(url, args.webhooks)), indent=2))
+        result = asyncio.run(run(url, args.webhooks, str(args.code.resolve())))
+        print(json.dumps({**result, "code": str(args.code)}, indent=2))
 
 
 if __name__ == "__main__":
