@@ -44,7 +44,9 @@ from hub.crypto import new_key
 
 # No Fernet token holds a space, "@" or ".": these cannot match ciphertext by chance
 PII = (b"Mara Keller", b"mara.keller", b"@example.org")
-_ID = re.compile(r"(evt|job)_[0-9A-Z]{26}(\.[0-9]+)?|[0-9a-f]{32,64}|B[0-9]{9}")
+_ID = re.compile(
+    r"(evt|job)_[0-9A-Z]{26}(\.[0-9]+)?|[0-9a-f]{8}-[0-9a-f-]{27}|[0-9a-f]{32,64}|B[0-9]{9}"
+)
 
 
 async def receiver(port: int) -> web.AppRunner:
