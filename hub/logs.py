@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
+import structlog.tracebacks
 
 __all__ = ["configure_logging", "json_line"]
 
@@ -36,15 +37,22 @@ def configure_logging(level: str = "info", fmt: str = "auto", file: TextIO | Non
     if fmt == "auto":
         fmt = "console" if file.isatty() else "json"
     json_lines = fmt == "json"
+    # Tracebacks never show local variables: they hold secrets and personal data.
+    renderer = (
+        structlog.processors.JSONRenderer(serializer=json_line)
+        if json_lines
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+    )
+    tracebacks = structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks if json_lines else structlog.dev.set_exc_info,
-            structlog.processors.JSONRenderer(serializer=json_line)
-            if json_lines
-            else structlog.dev.ConsoleRenderer(),
+            tracebacks if json_lines else structlog.dev.set_exc_info,
+            renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]

@@ -17,7 +17,10 @@
     {p}:booking:{uid}           hash        a booking's current snapshot and sequence
     {p}:bookref:{ref}           string      booking uid of a provider reference
     {p}:pair:{key}              hash        one half of a two-webhook change, waiting
-    {p}:memory:{destination}    hash        what a destination connector remembers
+    {p}:memory:{destination}    hash        what a destination connector remembered (before
+                                            entries had keys of their own; still read)
+    {p}:mem:{destination}:{key} string      one thing a destination connector remembers;
+                                            expires a year after it was last written
 
 The Lua scripts of ``hub/store/redis.py`` build the same names from the prefix they are
 given (a single Redis, not a Cluster, is assumed).
@@ -66,3 +69,6 @@ class Keys:
 
     def memory(self, scope: str) -> str:
         return f"{self.prefix}memory:{scope}"
+
+    def memory_entry(self, scope: str, key: str) -> str:
+        return f"{self.prefix}mem:{scope}:{key}"
