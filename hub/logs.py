@@ -32,14 +32,19 @@ def json_line(event: dict[str, Any], default: Callable[[Any], Any] | None = None
     return data
 
 
+def _json_text(event: dict[str, Any], default: Callable[[Any], Any] | None = None) -> str:
+    return json_line(event, default).decode()
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", file: TextIO | None = None) -> None:
     file = file or sys.stderr
     if fmt == "auto":
         fmt = "console" if file.isatty() else "json"
     json_lines = fmt == "json"
     # Tracebacks never show local variables: they hold secrets and personal data.
+    binary = getattr(file, "buffer", None)  # JSON bytes go to it, past the text layer
     renderer = (
-        structlog.processors.JSONRenderer(serializer=json_line)
+        structlog.processors.JSONRenderer(serializer=json_line if binary else _json_text)
         if json_lines
         else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
@@ -57,8 +62,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", file: TextIO | Non
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.BytesLoggerFactory(file.buffer)
-        if json_lines
+        logger_factory=structlog.BytesLoggerFactory(binary)
+        if json_lines and binary
         else structlog.PrintLoggerFactory(file),
         cache_logger_on_first_use=True,
     )
