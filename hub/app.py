@@ -11,6 +11,7 @@ import pluggy
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hub import stages
 from hub.appkeys import (
     CLOCK,
     CONFIG,
@@ -63,7 +64,9 @@ def create_app(
     app.cleanup_ctx.append(_http)
     if run_worker:
         app.cleanup_ctx.append(_worker)
-    app.router.add_post("/hooks/{source}", receive)
+    if stages.enabled():
+        app[METRICS].registry.register(stages.StageCollector())
+    app.router.add_post("/hooks/{source}", stages.wrap("intake", receive))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

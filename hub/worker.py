@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ import aiohttp
 import orjson
 import structlog
 
-from hub import bookings
+from hub import bookings, stages
 from hub.bookings import Bookings
 from hub.clock import Clock
 from hub.config import WorkerConfig
@@ -116,6 +116,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
+        self._metered = stages.enabled()
 
     # --- loop --------------------------------------------------------------------------
 
@@ -154,7 +155,7 @@ class Worker:
                 backoff = poll
                 claimed = len(jobs)
                 for job in jobs:
-                    task = asyncio.create_task(self.process(job))
+                    task = asyncio.create_task(self._process(job))
                     self._tasks.add(task)
                     task.add_done_callback(self._done)
             if claimed == 0 or claimed == free:
@@ -190,11 +191,18 @@ class Worker:
             jobs = await self.store.claim(self.clock.now(), lease, self.config.concurrency)
             if not jobs:
                 break
-            await asyncio.gather(*(self.process(job) for job in jobs))
+            await asyncio.gather(*(self._process(job) for job in jobs))
             ran += len(jobs)
         return ran
 
     # --- one job -----------------------------------------------------------------------
+
+    def _process(self, job: Job) -> Coroutine[Any, Any, None]:
+        """``process(job)``, its CPU time counted to its stage when counting is on."""
+        if not self._metered:
+            return self.process(job)
+        stage = "delivery" if job.kind == "deliver" else "dispatch"
+        return stages.metered(stage, self.process(job))
 
     async def process(self, job: Job) -> None:
         """Run one claimed job and record its outcome: done, retry or dead."""
