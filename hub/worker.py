@@ -48,6 +48,11 @@ __all__ = ["Worker"]
 
 log = structlog.get_logger(__name__)
 
+# The shortest time between two claims. Under load, wake-ups (a webhook accepted, a job
+# done) come faster than claims pay off: one claim per gap fetches all that became due
+# meanwhile, for a few milliseconds more on the way through the queue.
+CLAIM_GAP = 0.004
+
 
 @dataclass
 class _Plan:
@@ -137,11 +142,16 @@ class Worker:
         for name, destination in self.destinations.items():
             for warning in type(destination).check(destination.config, self.clock.now()):
                 log.warning("destination.warning", destination=name, warning=warning)
+        loop = asyncio.get_running_loop()
+        last_claim = -CLAIM_GAP
         while not self._stopping:
+            if (wait := last_claim + CLAIM_GAP - loop.time()) > 0:
+                await asyncio.sleep(wait)  # what becomes due meanwhile comes in this claim
             self._wake.clear()
             free = self.config.concurrency - len(self._tasks)
             claimed = 0
             if free > 0:
+                last_claim = loop.time()
                 try:
                     jobs = await self.store.claim(self.clock.now(), lease, free)
                 except Exception as error:  # the loop must outlive any one failure
@@ -155,7 +165,7 @@ class Worker:
                 backoff = poll
                 claimed = len(jobs)
                 for job in jobs:
-                    task = asyncio.create_task(self._process(job))
+                    task = asyncio.create_task(self._counted(job))
                     self._tasks.add(task)
                     task.add_done_callback(self._done)
             if claimed == 0 or claimed == free:
@@ -191,13 +201,13 @@ class Worker:
             jobs = await self.store.claim(self.clock.now(), lease, self.config.concurrency)
             if not jobs:
                 break
-            await asyncio.gather(*(self._process(job) for job in jobs))
+            await asyncio.gather(*(self._counted(job) for job in jobs))
             ran += len(jobs)
         return ran
 
     # --- one job -----------------------------------------------------------------------
 
-    def _process(self, job: Job) -> Coroutine[Any, Any, None]:
+    def _counted(self, job: Job) -> Coroutine[Any, Any, None]:
         """``process(job)``, its CPU time counted to its stage when counting is on."""
         if not self._metered:
             return self.process(job)
