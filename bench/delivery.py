@@ -234,18 +234,24 @@ async def main_async(jobs: int) -> None:
     if saq is not None:
         rows.append(["saq worker", f"{jobs / saq:.0f}", f"{saq:.2f}"])
     print(table(rows))
-    for name, took in (("signed webhook", signed), ("Inxmail", hub)):
+    # (name, seconds, target vs the raw client, target vs saq)
+    for name, took, raw_target, saq_target in (
+        ("signed webhook", signed, 0.5, 3.0),
+        ("Inxmail", hub, None, 2.0),
+    ):
         ratio = raw / took
-        print(
+        line = (
             f"delivery ({name}): hub {jobs / took:.0f} jobs/s vs raw client "
-            f"{jobs / raw:.0f} req/s = {ratio:.2f}x (target >= 0.5x) "
-            f"{'OK' if ratio >= 0.5 else 'MISSED'}"
+            f"{jobs / raw:.0f} req/s = {ratio:.2f}x"
         )
+        if raw_target is not None:
+            line += f" (target >= {raw_target:g}x) {'OK' if ratio >= raw_target else 'MISSED'}"
+        print(line)
         if saq is not None:
             versus = saq / took
             print(
-                f"delivery ({name}): hub vs saq = {versus:.2f}x (target >= 3x) "
-                f"{'OK' if versus >= 3 else 'MISSED'}"
+                f"delivery ({name}): hub vs saq = {versus:.2f}x (target >= {saq_target:g}x) "
+                f"{'OK' if versus >= saq_target else 'MISSED'}"
             )
 
 

@@ -47,8 +47,13 @@ def _json(body: dict[str, object], status: int, **headers: str) -> web.Response:
     )
 
 
-def nesting_exceeds(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests objects and arrays deeper than ``limit``; without recursion."""
+def nesting_exceeds(value: Any, limit: int, text: bytes | None = None) -> bool:
+    """Whether ``value`` nests objects and arrays deeper than ``limit``; without recursion.
+    ``text``, the JSON ``value`` was parsed from, answers at once when it opens no more
+    than ``limit`` objects and arrays (each level opens one; brackets in strings only
+    count more)."""
+    if text is not None and text.count(b"{") + text.count(b"[") <= limit:
+        return False
     if not isinstance(value, dict | list):
         return False
     stack = [(value, 1)]
@@ -133,7 +138,7 @@ async def receive(request: web.Request) -> web.Response:
         except orjson.JSONDecodeError as error:
             raise InvalidPayload(f"body is not valid JSON: {error}", field="(body)") from None
         depth = app[CONFIG].server.max_depth
-        if nesting_exceeds(payload, depth):
+        if nesting_exceeds(payload, depth, body):
             raise InvalidPayload(
                 f"body nests deeper than server.max_depth ({depth} levels)", field="(body)"
             )

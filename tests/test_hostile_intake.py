@@ -65,6 +65,23 @@ def test_nesting_is_measured_without_recursion() -> None:
     assert not any(nesting_exceeds(scalar, 1) for scalar in (None, 1, "x", 2.5, True))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a":[{"b":1}],"c":{"d":[]}}',
+        b'{"a":[{"b":{}}]}',
+        b'{"a":"{[{[{[","b":[[1]]}',  # brackets in strings count, nesting does not
+        b'{"a":"{[{[{[","b":[[[1]]]}',
+        b"[[[]]]",
+        b"[[[[]]]]",
+    ],
+)
+def test_the_text_answers_for_shallow_bodies_as_the_walk_would(text) -> None:
+    value = json.loads(text)
+    for limit in range(1, 8):
+        assert nesting_exceeds(value, limit, text) == nesting_exceeds(value, limit)
+
+
 @pytest.mark.parametrize("depth", [40, 300, 1000])
 async def test_deep_json_is_400_naming_max_depth(start_hub, tmp_path, depth) -> None:
     hub = await _shop(start_hub, tmp_path)
