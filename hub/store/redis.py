@@ -52,6 +52,7 @@ from hub.store.lua import (
     REDISPATCH,
     REPLAY,
 )
+from hub.store.reads import Reads
 
 __all__ = ["RedisStore"]
 
@@ -174,6 +175,7 @@ class RedisStore:
         self.memory_retention = int(366 * 86400 + booking_horizon + retention)
         self.endpoints = dict(endpoints or {})
         self.cipher = cipher
+        self._reads = Reads(client)  # dispatch's reads, batched per loop turn
         self._gates = [
             value
             for name, e in self.endpoints.items()
@@ -221,6 +223,7 @@ class RedisStore:
     async def close(self) -> None:
         await self._accepts.close()
         await self._finishes.close()
+        await self._reads.close()
         await self.redis.aclose()
 
     async def settings(self) -> dict[str, str]:
@@ -266,7 +269,7 @@ class RedisStore:
         return Accepted(id=_text(result[0]) or event_id, duplicate=bool(int(result[1])))
 
     async def get_event(self, event_id: str) -> InboundEvent | None:
-        data = await self._call(self.redis.hgetall(self.keys.event(event_id)))
+        data = await self._call(self._reads("HGETALL", self.keys.event(event_id)))
         if not data:
             return None
         return InboundEvent(
@@ -470,13 +473,14 @@ class RedisStore:
         return max(end, now) + self.booking_horizon + self.retention
 
     async def get_booking(self, uid: str) -> StoredBooking | None:
-        data = await self._call(self.redis.hmget(self.keys.booking(uid), "snapshot", "sequence"))
+        key = self.keys.booking(uid)
+        data = await self._call(self._reads("HMGET", key, "snapshot", "sequence"))
         if not data[0]:
             return None
         return StoredBooking(orjson.loads(self._open(data[0])), int(data[1]))
 
     async def booking_by_ref(self, ref: str) -> StoredBooking | None:
-        uid = await self._call(self.redis.get(self.keys.booking_ref(ref)))
+        uid = await self._call(self._reads("GET", self.keys.booking_ref(ref)))
         return await self.get_booking(uid.decode()) if uid else None
 
     async def pair(
@@ -560,7 +564,7 @@ class RedisStore:
         return Redispatch(job_id=_text(found) or None, created=bool(int(created)))
 
     async def sent_signatures(self, event_id: str) -> set[str]:
-        members = await self._call(self.redis.smembers(self.keys.sent(event_id)))
+        members = await self._call(self._reads("SMEMBERS", self.keys.sent(event_id)))
         return {m.decode() for m in members}
 
     async def enable_destination(self, name: str, now: float) -> None:
