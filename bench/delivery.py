@@ -38,6 +38,7 @@ from _common import (
 
 from connectors.inxmail import Inxmail, InxmailConfig, build_event
 from connectors.webhook import WebhookDestination, WebhookDestinationConfig
+from hub import heap
 from hub.clock import SystemClock
 from hub.config import WorkerConfig
 from hub.connector import ConnectorContext
@@ -260,6 +261,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     args = parser.parse_args()
     configure_logging("warning", "json")
+    heap.settle()  # as `hub worker` does; the raw client and saq run in this process too
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {0})  # this process on one core, the receiver on the other
     run(main_async(args.jobs))

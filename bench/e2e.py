@@ -8,7 +8,7 @@ highest rate whose p99 (202 → arrival) stays within ``--p99`` ms: up by ``--st
 rate misses, then halving the gap between the last rate that met it and the first that
 missed. Each rate also shows the hub's CPU time per webhook by stage (intake, dispatch,
 delivery, and the rest: HTTP, store pipelines, claims, the loop), from the process's own
-accounting (``HUB_CPU_STAGES=1``, ``hub_cpu_seconds_total`` on /metrics).
+accounting (``HUB_CPU_STAGES=7``, ``hub_cpu_seconds_total`` on /metrics).
 
     python bench/e2e.py [--start 300] [--step 1.25] [--p99 100] [--seconds 8]
     python bench/e2e.py --rate 600 --seconds 10
@@ -227,7 +227,7 @@ def main() -> None:
         hub = start(
             [sys.executable, "-m", "hub", "serve", "--config", str(config)],
             core=0,
-            env={"HUB_CPU_STAGES": "1"},
+            env={"HUB_CPU_STAGES": "7"},  # one job or request in 7 of each stage is metered
             log=workdir / "hub.log",
         )
         try:

@@ -64,7 +64,7 @@ def create_app(
     app.cleanup_ctx.append(_http)
     if run_worker:
         app.cleanup_ctx.append(_worker)
-    if stages.enabled():
+    if stages.every():
         app[METRICS].registry.register(stages.StageCollector())
     app.router.add_post("/hooks/{source}", stages.wrap("intake", receive))
     app.router.add_get("/healthz", healthz)

@@ -18,7 +18,7 @@ import pluggy
 import structlog
 from aiohttp import web
 
-from hub import __version__
+from hub import __version__, heap
 from hub.config import Config, load_config
 from hub.crypto import new_key
 from hub.errors import ConfigError, StoreError
@@ -165,6 +165,7 @@ def _run(config: Config, pm: pluggy.PluginManager, args: argparse.Namespace) -> 
     if args.command == "worker":
         configure_logging(config.log.level, config.log.format)
         _use_uvloop()
+        heap.settle()
         return asyncio.run(_work(config))
     try:
         return asyncio.run(_operate(config, pm, args))
@@ -291,6 +292,7 @@ def _serve_one(config: Config, args: argparse.Namespace, *, reuse_port: bool) ->
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     app = create_app(config, run_worker=not args.no_worker)
+    heap.settle()
     log.info("hub.serving", host=host, port=port, config=config.path, version=__version__)
     try:
         web.run_app(

@@ -121,7 +121,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._metered = stages.enabled()
+        self._metered = stages.every()
 
     # --- loop --------------------------------------------------------------------------
 
@@ -212,7 +212,7 @@ class Worker:
         if not self._metered:
             return self.process(job)
         stage = "delivery" if job.kind == "deliver" else "dispatch"
-        return stages.metered(stage, self.process(job))
+        return stages.metered(stage, self.process(job), self._metered)
 
     async def process(self, job: Job) -> None:
         """Run one claimed job and record its outcome: done, retry or dead."""

@@ -1,6 +1,6 @@
-"""CPU time by stage (``HUB_CPU_STAGES=1``): each stage's coroutine counts the CPU time
-of its own steps, not of the work that runs while it waits, and behaves as it would
-unmetered: results, errors and cancellation pass through."""
+"""CPU time by stage (``HUB_CPU_STAGES=N``): a metered coroutine counts the CPU time of
+its own steps, not of the work that runs while it waits, and behaves as it would
+unmetered: results, errors and cancellation pass through. One in N is metered, for N."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ async def test_a_stage_counts_its_own_steps_and_not_what_runs_while_it_waits() -
         ready.set()
 
     before = stages.spent()["dispatch"]
-    result, _ = await asyncio.gather(stages.metered("dispatch", stage_work()), other_work())
+    result, _ = await asyncio.gather(stages.metered("dispatch", stage_work(), 1), other_work())
     counted = stages.spent()["dispatch"] - before
     assert result == "done"
     assert 0.02 <= counted < 0.05
@@ -49,7 +49,7 @@ async def test_errors_and_cancellation_pass_through() -> None:
         raise LookupError("gone")
 
     with pytest.raises(LookupError, match="gone"):
-        await stages.metered("delivery", fails())
+        await stages.metered("delivery", fails(), 1)
 
     cleaned = asyncio.Event()
     started = asyncio.Event()
@@ -61,12 +61,26 @@ async def test_errors_and_cancellation_pass_through() -> None:
         finally:
             cleaned.set()
 
-    task = asyncio.create_task(stages.metered("delivery", waits_forever()))
+    task = asyncio.create_task(stages.metered("delivery", waits_forever(), 1))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert cleaned.is_set()
+
+
+async def test_one_in_n_is_metered_and_counts_n_times() -> None:
+    async def work() -> None:
+        burn(0.002)
+
+    before = stages.spent()["intake"]
+    coroutines = [stages.metered("intake", work(), 4) for _ in range(8)]
+    metered = [c for c in coroutines if c.cr_code is not work.__code__]
+    assert len(metered) == 2  # whichever two: the count runs on from earlier calls
+    for coroutine in coroutines:
+        await coroutine
+    counted = stages.spent()["intake"] - before
+    assert 2 * 4 * 0.002 <= counted < 2 * 4 * 0.004
 
 
 def cpu_seconds(text: str) -> dict[str, float]:
@@ -75,7 +89,7 @@ def cpu_seconds(text: str) -> dict[str, float]:
 
 
 async def test_metrics_show_the_cpu_time_of_each_stage(start_hub, monkeypatch) -> None:
-    monkeypatch.setenv("HUB_CPU_STAGES", "1")
+    monkeypatch.setenv("HUB_CPU_STAGES", "1")  # every one
     hub = await start_hub()
     before = cpu_seconds(await (await hub.client.get("/metrics")).text())
     await hub.accept(CREATED)
