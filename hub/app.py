@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 import pluggy
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -37,6 +38,8 @@ from hub.store import Store, open_store
 from hub.worker import Worker
 
 __all__ = ["create_app", "make_worker", "store_from_config"]
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(
@@ -145,7 +148,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    app = request.app
+    try:
+        await app[METRICS].refresh(app[STORE], sorted(app[CONFIG].destinations), app[CLOCK].now())
+    except StoreError as error:  # the counters still answer; the gauges keep their last
+        log.warning("metrics.store_unavailable", error=str(error))
+    body = generate_latest(app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
