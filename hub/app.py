@@ -68,6 +68,10 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/bookings/{token}.ics", booking_invitation)
+    if config.admin.enabled:
+        from hub.admin.web import add_admin
+
+        add_admin(app)
     return app
 
 
@@ -106,9 +110,11 @@ def store_from_config(config: Config) -> Store:
 
 def make_worker(app: web.Application) -> Worker:
     """A worker sharing the application's store, connectors, clock and metrics."""
+    from hub.admin.outcomes import OPERATOR, OperatorSource
+
     return Worker(
         store=app[STORE],
-        sources=app[SOURCES],
+        sources={OPERATOR: OperatorSource(), **app[SOURCES]},
         destinations=app[DESTINATIONS],
         router=Router.from_config(app[CONFIG]),
         config=app[CONFIG].worker,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     pass
 
 __all__ = [
+    "ADMIN",
     "CLOCK",
     "CONFIG",
     "DESTINATIONS",
@@ -37,3 +38,4 @@ STORE = web.AppKey("store", "Store")
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 DESTINATIONS = web.AppKey("destinations", dict[str, DestinationConnector])
 WORKER = web.AppKey("worker", "Worker | None")
+ADMIN = web.AppKey("admin", "AdminService")
