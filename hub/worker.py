@@ -445,8 +445,10 @@ class Worker:
                             signature=signature,
                         )
                     )
+        booked = next((e.booking.uid for e in events if e.booking is not None), None)
         bound.info(
             "dispatch.routed",
+            booking=booked,
             events=[e.type for e in events],
             deliveries=[
                 {"job_id": j.id, "destination": j.destination, "route": j.payload["route"]}
