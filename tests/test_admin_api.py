@@ -214,6 +214,7 @@ async def test_booking_timeline_with_reminder_and_outcome(start_hub, sink) -> No
     assert trigger["local_time"].endswith(booking["snapshot"]["time_zone"] or "UTC")
     assert (await get(hub, "/api/v1/bookings/nope"))[0] == 404
 
+    hub.clock.advance(3600)  # the meeting is over, say
     status, recorded = await post(
         hub, f"/api/v1/bookings/{uid}/outcome", {"outcome": "no_show", "note": "waited 15 min"}
     )
