@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from hub.admin.api import add_api_routes
+from hub.admin.console import add_console_routes
 from hub.admin.service import AdminService
 from hub.appkeys import ADMIN, CLOCK, CONFIG, STORE
 
@@ -23,3 +24,4 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
 def add_admin(app: web.Application) -> None:
     app.cleanup_ctx.append(_service)
     add_api_routes(app)
+    add_console_routes(app)
