@@ -192,6 +192,12 @@ async def _operate(config: Config, pm: pluggy.PluginManager, args: argparse.Name
                 f"{args.config}: valid ({len(config.sources)} sources, "
                 f"{len(config.destinations)} destinations, {len(config.routes)} routes)"
             )
+            admin = config.admin
+            print(
+                f"admin API and console: on ({len(admin.tokens)} tokens)"
+                if admin.enabled
+                else "admin API and console: off (no admin.tokens)"
+            )
             await operations.check_settings(config, store, pm, sys.stderr)
             return 0
         if args.command == "dlq" and args.dlq_command == "list":

@@ -121,3 +121,48 @@ def test_help_texts_carry_no_markup() -> None:
     assert len(texts) > 10
     for text in texts:
         assert "``" not in text and ":class:" not in text and ".. " not in text, text
+
+
+async def test_check_says_whether_the_admin_api_is_on(start_hub, hub_cli, tmp_path) -> None:
+    code, out, _ = await hub_cli("check")
+    assert code == 0 and "admin API and console: off (no admin.tokens)" in out
+    path = tmp_path / "hub.yaml"
+    text = (
+        path.read_text()
+        + "admin:\n  tokens:\n    - {name: a, token: abcdefghijklmnop, role: viewer}\n"
+    )
+    path.write_text(text)
+    code, out, _ = await hub_cli("check")
+    assert code == 0 and "admin API and console: on (1 tokens)" in out
+    for token, message in (("short", "16 printable characters"), ("sha256:abc", "64 hex")):
+        path.write_text(text.replace("abcdefghijklmnop", token))
+        code, _, err = await hub_cli("check")
+        assert code == 2 and message in err and "admin.tokens.0.token" in err
+
+
+def test_the_readmes_admin_examples_load() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from hub.config import parse_config
+    from hub.plugins import get_plugin_manager
+    from tests.conftest import config_data
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    admin = readme.split("### `admin`", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    route = readme.split("**Meeting outcomes.**", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
+    data = config_data("p", "http://127.0.0.1:9")
+    data.update(yaml.safe_load(admin))
+    data["destinations"]["crm"] = {
+        "connector": "webhook",
+        "url": "http://127.0.0.1:9/crm",
+        "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    }
+    del data["routes"]
+    text = yaml.safe_dump(data) + "routes:\n" + route  # hub.yaml reads `on:` as a key
+    environ = {**ENVIRON, "HUB_ADMIN_TOKEN": "x" * 20}
+    config = parse_config(text, get_plugin_manager(), environ=environ)
+    assert [t.role for t in config.admin.tokens] == ["operator", "viewer"]
+    assert config.admin.who("test").name == "support"  # the sha256 in the example is "test"'s
+    assert config.routes[0].on == ["meeting_outcome_changed"]

@@ -16,6 +16,7 @@ __all__ = [
     "FINISH",
     "PAIR",
     "PAIR_TIMEOUT",
+    "READ_EVENTS",
     "REDISPATCH",
     "REPLAY",
 ]
@@ -570,3 +571,26 @@ end
 return (i - 3) / 8
 """
 )
+
+# Read only. ARGV: prefix, then event ids.
+# Returns for each event: {source, received_at, name, types, booking, email digest, then
+# the states of its jobs}; {} for an event no longer stored.
+READ_EVENTS = """
+local p = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local ek = p .. 'event:' .. ARGV[i]
+  local row = redis.call('HMGET', ek, 'source', 'received_at', 'name', 'types', 'booking', 'email')
+  if row[1] then
+    for j = 1, 6 do row[j] = row[j] or '' end
+    for _, job in ipairs(redis.call('ZRANGE', ek .. ':jobs', 0, -1)) do
+      local state = redis.call('HGET', p .. 'job:' .. job, 'state')
+      if state then row[#row + 1] = state end
+    end
+    out[#out + 1] = row
+  else
+    out[#out + 1] = {}
+  end
+end
+return out
+"""

@@ -64,6 +64,7 @@ class RedisReading:
     redis: aioredis.Redis
     keys: Keys
     digests: Digests
+    _read_events: Any  # the READ_EVENTS script, registered by the store
 
     async def _call(self, awaitable: Any) -> Any:
         raise NotImplementedError
@@ -108,10 +109,12 @@ class RedisReading:
         since: float | None,
         limit: int,
         keep: Any,
+        sifted: bool = True,
     ) -> tuple[list[Any], str | None]:
         """Walk the merged sets newest first, keeping what ``keep(ids)`` returns for a
         batch of ids (awaitable: a list of (id, record or None)), until ``limit`` are kept,
-        the sets end, or a scan limit is reached (then the cursor continues the walk)."""
+        the sets end, or a scan limit is reached (then the cursor continues the walk).
+        Unless ``sifted`` (``keep`` drops records that do not match), a batch is a page."""
         before = decode_cursor(cursor) if cursor else None
         if until is not None:
             bound = (_ms(until), _HIGHEST)
@@ -120,7 +123,7 @@ class RedisReading:
         kept: list[Any] = []
         examined = 0
         while True:
-            batch = await self._after(sets, before, low, max(limit * 2, 50))
+            batch = await self._after(sets, before, low, limit * 2 if sifted else limit)
             if not batch:
                 return kept, None
             records = await keep([member for _, member in batch])
@@ -137,28 +140,18 @@ class RedisReading:
     # --- events ------------------------------------------------------------------------
 
     async def _event_records(self, ids: list[str]) -> list[EventRecord | None]:
-        fields = ("source", "received_at", "name", "types", "booking", "email")
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event_id in ids:
-                pipe.hmget(self.keys.event(event_id), *fields)
-                pipe.zrange(self.keys.event_jobs(event_id), 0, -1)
-            results = await self._call(pipe.execute())
-        rows = [(results[2 * i], results[2 * i + 1]) for i in range(len(ids))]
-        job_ids = [j.decode() for _, jobs in rows for j in jobs]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hget(self.keys.job(job_id), "state")
-            states = iter(await self._call(pipe.execute()) if job_ids else [])
+        """The events' records and their jobs counted by state: one read-only script."""
+        if not ids:
+            return []
+        rows = await self._call(self._read_events(args=[self.keys.prefix, *ids]))
         records: list[EventRecord | None] = []
-        for event_id, (row, jobs) in zip(ids, rows, strict=True):
-            counts: dict[str, int] = {}
-            for _ in jobs:
-                state = next(states)
-                if state:
-                    counts[state.decode()] = counts.get(state.decode(), 0) + 1
-            if row[0] is None:
+        for event_id, row in zip(ids, rows, strict=True):
+            if not row:
                 records.append(None)
                 continue
+            counts: dict[str, int] = {}
+            for state in row[6:]:
+                counts[state.decode()] = counts.get(state.decode(), 0) + 1
             records.append(_record(event_id, row, counts))
         return records
 
@@ -194,8 +187,10 @@ class RedisReading:
                 out.append(record)
             return out
 
+        # the index read answers every condition but the others named with it
+        sifted = sum(bool(v) for v in (where.source, where.type, where.booking, where.email)) > 1
         items, following = await self._page(
-            sets, cursor, where.until, where.since, limit, _pairs(keep)
+            sets, cursor, where.until, where.since, limit, _pairs(keep), sifted
         )
         return Page(items, following)
 
@@ -234,7 +229,9 @@ class RedisReading:
             found = {job.id: job for job in await self._jobs(ids)}
             return [found.get(i) for i in ids]
 
-        items, following = await self._page(sets, cursor, None, where.since, limit, _pairs(keep))
+        items, following = await self._page(
+            sets, cursor, None, where.since, limit, _pairs(keep), sifted=False
+        )
         return Page(items, following)
 
     async def waits_behind(self, job: JobInfo) -> str | None:

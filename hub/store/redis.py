@@ -46,6 +46,7 @@ from hub.store.lua import (
     FINISH,
     PAIR,
     PAIR_TIMEOUT,
+    READ_EVENTS,
     REDISPATCH,
     REPLAY,
 )
@@ -162,6 +163,7 @@ class RedisStore(RedisReading):
         self._enqueue = client.register_script(ENQUEUE)
         self._pair = client.register_script(PAIR)
         self._pair_timeout = client.register_script(PAIR_TIMEOUT)
+        self._read_events = client.register_script(READ_EVENTS)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
