@@ -15,7 +15,8 @@
     │   ├── Unauthorized            401  no token, or not one of admin.tokens
     │   ├── Forbidden               403  a viewer's token on an operator's action
     │   ├── NotFound                404  no such event, booking, job or destination
-    │   └── Conflict                409  the action does not apply (replaying a live job)
+    │   ├── Conflict                409  the action does not apply (replaying a live job)
+    │   └── BodyTooLarge            413  a request body over server.max_body
     └── DeliveryError               a destination did not take a delivery
         ├── RetryableDelivery       try again later (optionally not before retry_after)
         └── PermanentDelivery       retrying cannot help: dead-letter at once
@@ -31,6 +32,7 @@ from __future__ import annotations
 __all__ = [
     "AdminError",
     "BadRequest",
+    "BodyTooLarge",
     "ConfigError",
     "Conflict",
     "DeliveryError",
@@ -154,6 +156,11 @@ class NotFound(AdminError):
 class Conflict(AdminError):
     status = 409
     code = "conflict"
+
+
+class BodyTooLarge(AdminError):
+    status = 413
+    code = "payload_too_large"
 
 
 class DeliveryError(HubError):

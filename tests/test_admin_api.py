@@ -394,3 +394,23 @@ async def test_with_encryption_no_email_sits_in_redis(start_hub, sink, redis_pre
     rotated = await admin_hub(start_hub, sink, store__encryption_keys=[new, old])
     _, found = await get(rotated, "/api/v1/events", email="secret.person@example.org")
     assert len(found["items"]) == 1
+
+
+async def test_hostile_bodies_and_an_unreachable_store(start_hub, sink) -> None:
+    hub = await admin_hub(start_hub, sink)
+    url = "/api/v1/dead-letters/replay"
+    deep = "[" * 5000 + "]" * 5000
+    for data, status in (
+        (deep, 400),
+        ('{"destination": "' + "x" * 200_000 + '"}', 413),
+        ('{"destination": "in\u2028xmail"}', 400),
+        ('{"destination": null, "since": "2026-13-45T99:00Z"}', 400),
+    ):
+        response = await hub.client.post(url, data=data, headers=bearer(OPERATOR))
+        assert response.status == status, data[:40]
+        assert (await response.json())["parameter"].startswith("body")
+    down = await admin_hub(start_hub, sink, store__url="redis://127.0.0.1:1/0")
+    for path in ("/api/v1/events", "/api/v1/stats", "/api/v1/destinations"):
+        response = await down.client.get(path, headers=bearer(VIEWER))
+        assert response.status == 503, path
+        assert (await response.json())["error"] == "store_unavailable"

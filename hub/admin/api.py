@@ -39,7 +39,15 @@ from hub.admin.models import (
 )
 from hub.admin.settings import AdminToken
 from hub.appkeys import ADMIN, CONFIG
-from hub.errors import AdminError, BadRequest, Forbidden, NotFound, StoreError, Unauthorized
+from hub.errors import (
+    AdminError,
+    BadRequest,
+    BodyTooLarge,
+    Forbidden,
+    NotFound,
+    StoreError,
+    Unauthorized,
+)
 
 __all__ = ["OPERATIONS", "add_api_routes", "authenticate", "openapi_document"]
 
@@ -288,7 +296,8 @@ async def _body(request: web.Request, model: type[BaseModel] | None) -> Any:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise BadRequest("the body is too large", "body") from None
+        limit = request.app[CONFIG].server.max_body
+        raise BodyTooLarge(f"the body is larger than {limit} bytes", "body") from None
     if not raw.strip():
         data: Any = {}
     else:
@@ -424,6 +433,8 @@ def openapi_document() -> dict[str, Any]:
             responses["403"] = _error("A viewer's token on an operator's action")
         if operation.not_found:
             responses["404"] = _error("No such resource")
+        if operation.body is not None:
+            responses["413"] = _error("The body is larger than server.max_body")
         if operation.name == "replay_job":
             responses["409"] = _error("The job is not a dead letter")
         spec: dict[str, Any] = {
