@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import time
@@ -31,7 +32,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ENV, drop_prefix, new_prefix, redis_url, table
+from _common import ENV, drop_prefix, hub_config, new_prefix, redis_url, table
 
 from hub.app import create_app
 from hub.config import parse_config
@@ -155,30 +156,9 @@ async def main_async(events: int, runs: int) -> None:
             await fill(store, events, t0)
             filled = time.perf_counter() - started
             index_bytes, note_bytes = index_memory(url, prefix, events)
-            text = orjson.dumps(
-                {
-                    "store": {"url": url, "prefix": prefix},
-                    "sources": {
-                        "calendly": {
-                            "connector": "calendly",
-                            "signing_key": "${CALENDLY_SIGNING_KEY}",
-                        }
-                    },
-                    "destinations": {
-                        "inxmail": {
-                            "connector": "inxmail",
-                            "api_url": "http://127.0.0.1:9/v1",
-                            "api_id": "${INXMAIL_API_ID}",
-                            "api_secret": "${INXMAIL_API_SECRET}",
-                        }
-                    },
-                    "routes": [
-                        {"name": "all", "on": "booking_confirmed", "send": [{"to": "inxmail"}]}
-                    ],
-                    "admin": {"tokens": [{"name": "bench", "token": TOKEN, "role": "viewer"}]},
-                    "log": {"level": "warning", "format": "json"},
-                }
-            ).decode()
+            data = json.loads(hub_config(url, prefix, port=0, sink="http://127.0.0.1:9"))
+            data["admin"] = {"tokens": [{"name": "bench", "token": TOKEN, "role": "viewer"}]}
+            text = json.dumps(data)
             config = parse_config(text, get_plugin_manager(), environ=ENV)
             hub, hub_url = await serve(create_app(config))
             headers = {"Authorization": f"Bearer {TOKEN}"}

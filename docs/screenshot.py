@@ -8,31 +8,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 import uuid
 from pathlib import Path
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import ENV, drop_prefix, redis_url, signed  # noqa: E402
+from bench._common import ENV, drop_prefix, hub_config, redis_url, signed  # noqa: E402
 from hub.app import create_app, make_worker  # noqa: E402
 from hub.config import parse_config  # noqa: E402
 from hub.plugins import get_plugin_manager  # noqa: E402
+from tests.test_console import ARGS, CHROMIUM  # noqa: E402  (the tests' browser set-up)
 
 TOKEN = "screenshot-operator-token"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 async def receiver() -> tuple[web.AppRunner, str]:
@@ -58,44 +52,13 @@ async def main_async(page_name: str, out: Path) -> None:
     with redis_url() as url:
         prefix = f"screenshot:{uuid.uuid4().hex[:8]}"
         sink, sink_url = await receiver()
-        config = parse_config(
-            orjson.dumps(
-                {
-                    "store": {"url": url, "prefix": prefix},
-                    "log": {"level": "warning", "format": "json"},
-                    "sources": {
-                        "calendly": {
-                            "connector": "calendly",
-                            "signing_key": "${CALENDLY_SIGNING_KEY}",
-                        }
-                    },
-                    "destinations": {
-                        "inxmail": {
-                            "connector": "inxmail",
-                            "api_url": f"{sink_url}/v1",
-                            "api_id": "${INXMAIL_API_ID}",
-                            "api_secret": "${INXMAIL_API_SECRET}",
-                        }
-                    },
-                    "routes": [
-                        {
-                            "name": "confirmations",
-                            "on": "booking_confirmed",
-                            "send": [{"to": "inxmail"}],
-                        },
-                        {
-                            "name": "reminder",
-                            "on": "before_meeting_starts",
-                            "offset": "24h",
-                            "send": [{"to": "inxmail"}],
-                        },
-                    ],
-                    "admin": {"tokens": [{"name": "ops", "token": TOKEN, "role": "operator"}]},
-                }
-            ).decode(),
-            get_plugin_manager(),
-            environ=ENV,
-        )
+        data = json.loads(hub_config(url, prefix, port=0, sink=sink_url))
+        data["routes"].append(
+            {"name": "reminder", "on": "before_meeting_starts", "offset": "24h",
+             "send": [{"to": "inxmail"}]}
+        )  # fmt: skip
+        data["admin"] = {"tokens": [{"name": "ops", "token": TOKEN, "role": "operator"}]}
+        config = parse_config(json.dumps(data), get_plugin_manager(), environ=ENV)
         app = create_app(config)
         runner = web.AppRunner(app)
         await runner.setup()
@@ -114,7 +77,7 @@ async def main_async(page_name: str, out: Path) -> None:
             await make_worker(app).drain()
             async with async_playwright() as playwright:
                 browser = await playwright.chromium.launch(
-                    executable_path="/usr/bin/chromium", headless=True, args=ARGS
+                    executable_path=CHROMIUM, headless=True, args=ARGS
                 )
                 page = await browser.new_page(viewport={"width": 1100, "height": 900})
                 await page.goto(f"{base}/console/login")
