@@ -414,3 +414,20 @@ async def test_hostile_bodies_and_an_unreachable_store(start_hub, sink) -> None:
         response = await down.client.get(path, headers=bearer(VIEWER))
         assert response.status == 503, path
         assert (await response.json())["error"] == "store_unavailable"
+
+
+async def test_every_operation_wants_a_token_and_every_action_an_operator(start_hub, sink) -> None:
+    from hub.admin.api import OPERATIONS
+
+    hub = await admin_hub(start_hub, sink)
+    for operation in OPERATIONS:
+        path = "/api/v1" + operation.path.replace("{id}", "x").replace("{name}", "inxmail")
+        response = await hub.client.request(operation.method, path)
+        assert response.status == 401, path
+        viewer = await hub.client.request(operation.method, path, headers=bearer(VIEWER))
+        if operation.operator:
+            assert viewer.status == 403, path
+            assert (await viewer.json())["error"] == "forbidden"
+        else:
+            assert viewer.status in (200, 404), path
+    assert all(op.operator == (op.method == "POST") for op in OPERATIONS)
