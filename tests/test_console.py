@@ -111,6 +111,9 @@ async def test_an_operator_finds_a_dead_letter_replays_it_and_it_arrives(
     assert "to inxmail by route confirmations" in body and "422" in body
     await page.get_by_role("button", name="Replay").click()
     await page.wait_for_url(re.compile(rf"/console/events/{first.event_id}$"))
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url(re.compile(r"/console/login$"))
+    assert await context.cookies() == []
     await context.close()
 
 
@@ -184,12 +187,14 @@ async def test_sign_in_refusals_csrf_and_escaping(start_hub, sink) -> None:
     assert "HttpOnly" in response.headers["Set-Cookie"]
     assert "SameSite=Strict" in response.headers["Set-Cookie"]
     page = await (await hub.client.get("/console/destinations")).text()
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert re.search(r'name="csrf" value="[^"]+"', page)  # the sign-out form's
     # no form without its token: a missing or wrong one is refused
     for data in ({}, {"csrf": "wrong"}):
         refused = await hub.client.post("/console/destinations/inxmail/enable", data=data)
         assert refused.status == 403
-    assert csrf is None  # the destination is healthy: no Enable button to carry one
+        kept = await hub.client.post("/console/logout", data=data, allow_redirects=False)
+        assert kept.status == 403  # nor can another site sign you out
+    assert ">Enable<" not in page  # the destination is healthy: nothing to enable
 
     # hostile booking values are shown escaped
     body = booking_body(7, "x@example.org").replace(

@@ -178,6 +178,11 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    session = _session(request)
+    form = await request.post()
+    sent = str(form.get("csrf", ""))
+    if session is not None and not hmac.compare_digest(sent, session.csrf):
+        return _render(request, "error.html", 403, session=session, message="Reload the page.")
     response = _redirect("/console/login")
     response.del_cookie(COOKIE, path="/console")
     return response
