@@ -109,7 +109,7 @@ def index_memory(url: str, prefix: str, events: int) -> tuple[float, float]:
     note_fields = 0
     for key in client.scan_iter(f"{prefix}:*", count=5000):
         text = key.decode()[len(prefix) :]
-        if text.startswith(INDEX_PATTERNS) or text.endswith(":events"):
+        if text.startswith(INDEX_PATTERNS):
             index += client.memory_usage(key, samples=0) or 0
         elif text.endswith(":jobs"):
             per_event_jobs += client.memory_usage(key, samples=0) or 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -24,6 +25,7 @@ __all__ = [
     "HTTP",
     "METRICS",
     "PLUGINS",
+    "READING",
     "SOURCES",
     "STORE",
     "WORKER",
@@ -39,3 +41,4 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 DESTINATIONS = web.AppKey("destinations", dict[str, DestinationConnector])
 WORKER = web.AppKey("worker", "Worker | None")
 ADMIN = web.AppKey("admin", "AdminService")
+READING = web.AppKey("reading", asyncio.Semaphore)  # slots for webhook bodies being read

@@ -133,7 +133,7 @@ async def test_check_says_whether_the_admin_api_is_on(start_hub, hub_cli, tmp_pa
     )
     path.write_text(text)
     code, out, _ = await hub_cli("check")
-    assert code == 0 and "admin API and console: on (1 tokens)" in out
+    assert code == 0 and "admin API and console: on (1 token)" in out
     for token, message in (("short", "16 printable characters"), ("sha256:abc", "64 hex")):
         path.write_text(text.replace("abcdefghijklmnop", token))
         code, _, err = await hub_cli("check")

@@ -389,7 +389,7 @@ async def test_templates_render_the_neetocal_variables_in_each_time_zone(start_h
         ({"when": 'booking.meeting.name.startsWith("Con"'}, "route 'r': when: `booking.meeting"),
         (
             {"send": [{"to": "inxmail", "title": "{{ client.nme }}"}]},
-            "routes.0.send.0.title: Value error, template '{{ client.nme }}'",
+            "routes.0.send.0.title: template '{{ client.nme }}'",
         ),
         ({"send": [{"to": "inxmail", "title": "{% if %}"}]}, "(route 'r')"),
         (
@@ -414,7 +414,7 @@ def test_route_errors_at_load_name_the_route(route, message) -> None:
 
 async def test_the_invitation_link_serves_the_current_version(start_hub) -> None:
     hub = await start_hub(
-        server__ics_secret="ics-link-secret",
+        server__ics_secret="ics-link-secret-0",
         server__public_url="https://hub.example.org",
         routes=[
             {

@@ -222,10 +222,12 @@ class Store(Protocol):
         event_id: str,
         dispatch_job_id: str,
         order_key: str | None = None,
+        dedup_window: float | None = None,
     ) -> Accepted:
         """Store an inbound webhook and its dispatch job in one atomic step, unless a webhook
-        with the same ``(source, dedup_key)`` was accepted within the dedup window: then
-        return that one's id with ``duplicate=True`` and store nothing."""
+        with the same ``(source, dedup_key)`` was accepted within the dedup window (the
+        store's, or ``dedup_window`` seconds for this source): then return that one's id
+        with ``duplicate=True`` and store nothing."""
 
     async def get_event(self, event_id: str) -> InboundEvent | None: ...
 
@@ -399,6 +401,8 @@ def open_store(
     retention: float,
     endpoints: Mapping[str, EndpointPolicy] | None = None,
     encryption_keys: list[str] | None = None,
+    dead_letter_retention: float = 30 * 86400,
+    booking_horizon: float = 0.0,
 ) -> Store:
     """The store for a URL. Only Redis is implemented; its URL schemes are redis://,
     rediss:// and unix://."""
@@ -410,6 +414,8 @@ def open_store(
         prefix=prefix,
         dedup_window=dedup_window,
         retention=retention,
+        dead_letter_retention=dead_letter_retention,
+        booking_horizon=booking_horizon,
         endpoints=endpoints,
         cipher=Cipher(encryption_keys) if encryption_keys else None,
         lookup_keys=encryption_keys,

@@ -17,7 +17,10 @@
     {p}:booking:{uid}           hash        a booking's current snapshot and sequence
     {p}:bookref:{ref}           string      booking uid of a provider reference
     {p}:pair:{key}              hash        one half of a two-webhook change, waiting
-    {p}:memory:{destination}    hash        what a destination connector remembers
+    {p}:memory:{destination}    hash        what a destination connector remembered (before
+                                            entries had keys of their own; still read)
+    {p}:mem:{destination}:{key} string      one thing a destination connector remembers;
+                                            expires a year after it was last written
 
 The read side's indexes, kept by the same scripts (no listing scans the keyspace). Each
 is one partition's; a reader merges the partitions' sets (today: one partition).
@@ -26,7 +29,7 @@ is one partition's; a reader merges the partitions' sets (today: one partition).
     {p}:ix:source:{source}      sorted set  inbound event ids of a source, by receipt
     {p}:ix:type:{type}          sorted set  inbound event ids by canonical type, by receipt
     {p}:ix:email:{digest}       sorted set  inbound event ids by the client's email digest
-    {p}:booking:{uid}:events    sorted set  inbound event ids of a booking, by receipt
+    {p}:ix:booking:{uid}        sorted set  inbound event ids of a booking, by receipt
     {p}:jobs:{state}:kind:{k}   sorted set  job ids of a state and kind, by entry in it
     {p}:jobs:{state}:to:{dest}  sorted set  delivery ids of a state and destination
     {p}:rate:{minute}           hash        deliveries of a minute by outcome (2 h)
@@ -79,6 +82,9 @@ class Keys:
     def memory(self, scope: str) -> str:
         return f"{self.prefix}memory:{scope}"
 
+    def memory_entry(self, scope: str, key: str) -> str:
+        return f"{self.prefix}mem:{scope}:{key}"
+
     # --- the read side's indexes
 
     def event_jobs(self, event_id: str) -> str:
@@ -94,7 +100,7 @@ class Keys:
         return f"{self.prefix}ix:email:{digest}"
 
     def booking_events(self, uid: str) -> str:
-        return f"{self.prefix}booking:{uid}:events"
+        return f"{self.prefix}ix:booking:{uid}"
 
     def jobs_of_kind(self, state: str, kind: str) -> str:
         return f"{self.prefix}jobs:{state}:kind:{kind}"

@@ -286,10 +286,11 @@ return out
 #       attempt json ('' for release), due ms (retry) | reason (dead) | retention s (done),
 #       health (ok|fail|''), disable reason (''), breaker window ms, failure ratio,
 #       minimum attempts, open ms, circuit on (1) or off (0), number of spawned jobs,
-#       what a finished dispatch found (JSON: canonical types, booking uid, email digest,
-#       the provider's event name; '' for none), then for each spawned job: id, kind,
-#       payload, due ms, destination, event id, ordering key, signature, job key (a job
-#       already under that key is replaced), then job keys to unschedule
+#       dead-letter retention s, what a finished dispatch found (JSON: canonical types,
+#       booking uid, email digest, the provider's event name; '' for none), then for each
+#       spawned job: id, kind, payload, due ms, destination, event id, ordering key,
+#       signature, job key (a job already under that key is replaced), then job keys to
+#       unschedule
 # Returns {1 or 0 (lease lost), the destination's new circuit state or ''}
 FINISH = (
     PRELUDE
@@ -349,8 +350,8 @@ if outcome == 'done' then
     if e[2] then
       redis.call('ZREMRANGEBYSCORE', p .. 'ix:source:' .. e[2], '-inf', now - ttl * 1000)
     end
-    if ARGV[16] ~= '' and e[1] then
-      local note = cjson.decode(ARGV[16])
+    if ARGV[17] ~= '' and e[1] then
+      local note = cjson.decode(ARGV[17])
       local received = tonumber(e[1])
       redis.call('HSET', ek, 'types', table.concat(note.types, ','), 'booking', note.booking,
                  'email', note.email, 'name', note.name)
@@ -358,7 +359,7 @@ if outcome == 'done' then
         index_event(p .. 'ix:type:' .. t, received, event_id, ttl)
       end
       if note.booking ~= '' then
-        index_event(p .. 'booking:' .. note.booking .. ':events', received, event_id, ttl)
+        index_event(p .. 'ix:booking:' .. note.booking, received, event_id, ttl)
       end
       if note.email ~= '' then
         index_event(p .. 'ix:email:' .. note.email, received, event_id, ttl)
@@ -370,18 +371,27 @@ elseif outcome == 'retry' then
   redis.call('HSET', k, 'lease', '', 'due_at', extra)
   redis.call('ZADD', p .. 'q:due', extra, id)
 elseif outcome == 'dead' then
-  set_state(id, 'dead')
+  local keep = tonumber(ARGV[16])
+  set_state(id, 'dead', keep)  -- its indexes keep what the dead-letter retention keeps
   redis.call('HSET', k, 'lease', '', 'finished_at', now, 'reason', extra)
   redis.call('ZADD', p .. 'q:dead', now, id)
   leave(id)
   forget_key(id)
+  -- dead letters hold personal data: kept for the dead-letter retention, then gone
+  redis.call('EXPIRE', k, keep)
+  redis.call('EXPIRE', k .. ':attempts', keep)
+  if dispatch then
+    redis.call('EXPIRE', p .. 'event:' .. event_id, keep)
+    redis.call('EXPIRE', p .. 'event:' .. event_id .. ':jobs', keep)
+  end
+  redis.call('ZREMRANGEBYSCORE', p .. 'q:dead', '-inf', now - keep * 1000)
 else
   redis.call('HINCRBY', k, 'attempts', -1)
   set_state(id, 'due')
   redis.call('HSET', k, 'lease', '', 'due_at', now)
   redis.call('ZADD', p .. 'q:due', now, id)
 end
-local i = 17
+local i = 18
 for _ = 1, tonumber(ARGV[15]) do
   local sid, key = ARGV[i], ARGV[i + 8]
   if key ~= '' then
@@ -416,6 +426,12 @@ local id = ARGV[3]
 local k = jk(id)
 if redis.call('HGET', k, 'state') ~= 'dead' then return 0 end
 redis.call('ZREM', p .. 'q:dead', id)
+redis.call('PERSIST', k)
+redis.call('PERSIST', k .. ':attempts')
+if redis.call('HGET', k, 'kind') == 'dispatch' then
+  redis.call('PERSIST', p .. 'event:' .. redis.call('HGET', k, 'event_id'))
+  redis.call('PERSIST', p .. 'event:' .. redis.call('HGET', k, 'event_id') .. ':jobs')
+end
 redis.call('HSET', k, 'attempts', 0, 'reason', '', 'finished_at', '', 'created_at', now)
 redis.call('HINCRBY', k, 'replays', 1)
 redis.call('RPUSH', k .. ':attempts', cjson.encode({outcome = 'replayed', started_at = now / 1000}))
@@ -453,7 +469,9 @@ return {job_id, 1}
 )
 
 # ARGV: prefix, now, booking uid, event id, snapshot, bump (1: a new version of the
-#       booking), when the event happened (ms), then provider references that name it
+#       booking), when the event happened (ms), how long the booking is kept from now (ms:
+#       to its end plus retention; an expiry is only ever moved later), then provider
+#       references that name it
 # Returns {the booking's sequence as of this event, 1 if the event is older than the
 # booking's state (a replay of a past event: nothing is changed) else 0}.
 # The same event recorded twice gets its sequence back and changes nothing.
@@ -477,9 +495,16 @@ if seen[1] then
 end
 redis.call('HSET', bk, 'snapshot', snapshot, 'sequence', sequence, 'occurred_at', occurred,
            'updated_at', now, 'ev:' .. event_id, sequence)
-local i = 8
+local keep = tonumber(ARGV[8])
+local current = redis.call('PTTL', bk)
+if current < 0 or current < keep then
+  redis.call('PEXPIRE', bk, keep)
+else
+  keep = current
+end
+local i = 9
 while ARGV[i] do
-  redis.call('SET', p .. 'bookref:' .. ARGV[i], uid)
+  redis.call('SET', p .. 'bookref:' .. ARGV[i], uid, 'PX', keep)
   i = i + 1
 end
 return {sequence, 0}

@@ -1,15 +1,19 @@
 """The Redis store: the ``Store`` protocol on one Redis shared by every gateway and worker.
 
 Every state change is one Lua script from ``hub/store/lua.py``: atomic, one round trip.
-With a cipher, event bodies and job payloads are encrypted before they leave the process.
+With a cipher, event bodies, job payloads, attempt records (response excerpts, errors),
+dead-letter reasons, bookings and connector memory are encrypted before they leave the
+process; the read side decrypts them, so callers see plain text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -72,6 +76,23 @@ def _seconds(value: bytes | None) -> float | None:
     return int(value) / 1000 if value else None
 
 
+def _wire(value: Any) -> bytes | int | float:
+    """A script argument as Redis receives it; ValueError for one that cannot be sent."""
+    if isinstance(value, bytes | int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return value.encode()
+        except UnicodeEncodeError as error:
+            raise ValueError(f"not valid UTF-8 text: {error.reason}") from None
+    raise ValueError(f"cannot send a {type(value).__name__} to Redis")
+
+
+def dedup_digest(key: str) -> str:
+    """What a dedup key becomes in Redis: a fixed-size hash of whatever the source gave."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 class _Batch:
     """Calls of one script made in the same turn of the event loop go to Redis together:
     one pipeline, one round trip. Each call still runs atomically on its own, and each
@@ -85,6 +106,9 @@ class _Batch:
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def submit(self, args: list[Any]) -> Any:
+        # Encoded here, so an argument Redis cannot take fails its own caller only, never
+        # the batch it would have joined.
+        args = [_wire(a) for a in args]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((args, future))
@@ -136,6 +160,8 @@ class RedisStore(RedisReading):
         prefix: str = "hub",
         dedup_window: float = 3 * 86400,
         retention: float = 7 * 86400,
+        dead_letter_retention: float = 30 * 86400,
+        booking_horizon: float = 0.0,
         endpoints: Mapping[str, EndpointPolicy] | None = None,
         cipher: Cipher | None = None,
         lookup_keys: list[str] | None = None,
@@ -145,6 +171,13 @@ class RedisStore(RedisReading):
         self.keys = Keys(prefix)
         self.dedup_window = int(dedup_window)
         self.retention = int(retention)
+        self.dead_letter_retention = int(dead_letter_retention)
+        # bookings are kept until their end plus this plus retention: the latest time
+        # trigger after a meeting still finds its booking
+        self.booking_horizon = booking_horizon
+        # what a destination remembers of a booking (its appointment id, say) is kept for a
+        # year after its last write, plus what a booking itself is kept beyond its end
+        self.memory_retention = int(366 * 86400 + booking_horizon + retention)
         self.endpoints = dict(endpoints or {})
         self.cipher = cipher
         self._gates = [
@@ -219,6 +252,7 @@ class RedisStore(RedisReading):
         event_id: str,
         dispatch_job_id: str,
         order_key: str | None = None,
+        dedup_window: float | None = None,
     ) -> Accepted:
         result = await self._call(
             self._accepts.submit(
@@ -228,8 +262,8 @@ class RedisStore(RedisReading):
                     event_id,
                     source,
                     self._seal(body),
-                    dedup_key,
-                    self.dedup_window,
+                    dedup_digest(dedup_key),
+                    int(dedup_window) if dedup_window else self.dedup_window,
                     dispatch_job_id,
                     self._payload({"event_id": event_id}),
                     order_key or "",
@@ -313,7 +347,7 @@ class RedisStore(RedisReading):
             job.id,
             job.lease,
             outcome,
-            orjson.dumps(attempt.to_json()) if attempt else "",
+            self._payload(attempt.to_json()) if attempt else "",
             extra,
             health or "",
             disable or "",
@@ -323,6 +357,7 @@ class RedisStore(RedisReading):
             _ms(policy.open_for),
             1 if policy.circuit else 0,
             len(spawn or ()),
+            self.dead_letter_retention,
             self._note(note),
         ]
         for new in spawn or ():
@@ -396,7 +431,7 @@ class RedisStore(RedisReading):
         disable: str | None = None,
     ) -> Recorded:
         return await self._finish_job(
-            job, "dead", now, attempt, reason, health=health, disable=disable
+            job, "dead", now, attempt, self._seal(reason.encode()), health=health, disable=disable
         )
 
     async def release(self, job: Job, now: float) -> Recorded:
@@ -441,11 +476,21 @@ class RedisStore(RedisReading):
                     self._payload(snapshot),
                     1 if new_version else 0,
                     _ms(occurred_at),
+                    _ms(self._booking_expiry(snapshot, now) - now),
                     *refs,
                 ]
             )
         )
         return int(sequence), bool(stale)
+
+    def _booking_expiry(self, snapshot: dict[str, Any], now: float) -> float:
+        """When a booking's record may go: its end, plus the latest time trigger after it,
+        plus retention. The invitation link dies with it."""
+        try:
+            end = datetime.fromisoformat(snapshot["end"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            end = now
+        return max(end, now) + self.booking_horizon + self.retention
 
     async def get_booking(self, uid: str) -> StoredBooking | None:
         data = await self._call(self.redis.hmget(self.keys.booking(uid), "snapshot", "sequence"))
@@ -505,13 +550,22 @@ class RedisStore(RedisReading):
     # --- connector memory --------------------------------------------------------------
 
     async def remember(self, scope: str, key: str, value: str) -> None:
-        await self._call(self.redis.hset(self.keys.memory(scope), key, self._seal(value.encode())))
+        await self._call(
+            self.redis.set(
+                self.keys.memory_entry(scope, key),
+                self._seal(value.encode()),
+                ex=self.memory_retention,
+            )
+        )
 
     async def recall(self, scope: str, key: str) -> str | None:
-        value = await self._call(self.redis.hget(self.keys.memory(scope), key))
+        value = await self._call(self.redis.get(self.keys.memory_entry(scope, key)))
+        if value is None:  # remembered before entries had keys of their own
+            value = await self._call(self.redis.hget(self.keys.memory(scope), key))
         return self._open(value).decode() if value is not None else None
 
     async def forget(self, scope: str, key: str) -> None:
+        await self._call(self.redis.delete(self.keys.memory_entry(scope, key)))
         await self._call(self.redis.hdel(self.keys.memory(scope), key))
 
     # --- dead letters and replay -------------------------------------------------------
@@ -560,15 +614,29 @@ class RedisStore(RedisReading):
             kind=data[b"kind"].decode(),
             state=data[b"state"].decode(),
             payload=payload,
-            attempts=[orjson.loads(a) for a in attempts],
+            attempts=[self._attempt(a) for a in attempts],
             destination=_text(data.get(b"destination")) or None,
             event_id=_text(data.get(b"event_id")) or None,
             due_at=_seconds(data.get(b"due_at")),
             created_at=int(data.get(b"created_at", b"0")) / 1000,
             finished_at=_seconds(data.get(b"finished_at")),
-            reason=_text(data.get(b"reason")) or None,
+            reason=self._reason(data.get(b"reason")),
             order_key=_text(data.get(b"order_key")) or None,
         )
+
+    def _attempt(self, record: bytes) -> dict[str, Any]:
+        try:
+            return orjson.loads(self._open(record))
+        except (StoreError, ValueError) as error:
+            return {"outcome": "unreadable", "error": str(error)}
+
+    def _reason(self, reason: bytes | None) -> str | None:
+        if not reason:
+            return None
+        try:
+            return self._open(reason).decode()
+        except StoreError as error:
+            return str(error)
 
     async def _jobs(self, ids: list[str]) -> list[JobInfo]:
         async with self.redis.pipeline(transaction=False) as pipe:
