@@ -431,3 +431,23 @@ async def test_every_operation_wants_a_token_and_every_action_an_operator(start_
         else:
             assert viewer.status in (200, 404), path
     assert all(op.operator == (op.method == "POST") for op in OPERATIONS)
+
+
+async def test_dead_letters_leave_the_indexes_with_the_dead_letter_retention(
+    start_hub, sink
+) -> None:
+    hub = await admin_hub(start_hub, sink, store__dead_letter_retention="1d")
+    sink.default = 422
+    await hub.post_calendly(booking_body(1))
+    await hub.worker.drain()
+    _, stats = await get(hub, "/api/v1/stats")
+    assert stats["jobs"]["dead"]["deliver"] == 2
+    hub.clock.advance(2 * 86400)
+    await hub.post_calendly(booking_body(2))
+    await hub.worker.drain()
+    _, stats = await get(hub, "/api/v1/stats")
+    assert stats["jobs"]["dead"]["deliver"] == 2  # the first two are past the retention
+    _, destinations = await get(hub, "/api/v1/destinations")
+    assert destinations[0]["dead"] == 2
+    _, letters = await get(hub, "/api/v1/dead-letters")
+    assert len(letters) == 2
