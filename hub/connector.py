@@ -165,6 +165,15 @@ class SourceConnector(ABC):
         they were accepted: return the provider's booking reference. Default: no order."""
         return None
 
+    def event_name(self, payload: dict[str, Any]) -> str | None:
+        """The provider's own name of the event, as operators see it listed. Default: the
+        payload's ``event`` or ``type`` field, if it is a string."""
+        for field_name in ("event", "type"):
+            value = payload.get(field_name)
+            if isinstance(value, str):
+                return value[:200]
+        return None
+
     @abstractmethod
     async def normalize(
         self, payload: dict[str, Any], context: NormalizeContext

@@ -43,6 +43,7 @@ from hub.outbound import RESPONSE_EXCERPT
 from hub.retry import RetryPolicy
 from hub.routing import Router
 from hub.store import Attempt, Health, Job, NewJob, Recorded, Store
+from hub.store.views import EventNote
 
 __all__ = ["Worker"]
 
@@ -60,6 +61,7 @@ class _Plan:
 
     spawn: list[NewJob] = field(default_factory=list)
     unschedule: list[str] = field(default_factory=list)
+    note: EventNote | None = None  # what a dispatch found, to index its inbound event
 
 
 class _Failure(Exception):
@@ -84,6 +86,27 @@ class _Failure(Exception):
         self.retry_after = retry_after
         self.health = health  # what it says of the destination's health
         self.disable = disable  # why the destination must stop receiving, if it must
+
+
+def _job_context(job: Job) -> dict[str, Any]:
+    """What every log line of a job names: the job, its destination and route, its
+    inbound event and its booking (as far as the job knows them before it runs)."""
+    payload = job.payload
+    event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
+    booking = payload.get("booking") or ((event or {}).get("booking") or {}).get("uid")
+    return {
+        "job_id": job.id,
+        "kind": job.kind,
+        "attempt": job.attempt,
+        "destination": job.destination,
+        "route": payload.get("route"),
+        "event_id": job.event_id,
+        "booking": booking,
+    }
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
 def _signature(event_id: str, route: str, destination: str, message: dict[str, Any]) -> str:
@@ -216,7 +239,7 @@ class Worker:
 
     async def process(self, job: Job) -> None:
         """Run one claimed job and record its outcome: done, retry or dead."""
-        bound = log.bind(job_id=job.id, kind=job.kind, attempt=job.attempt, event_id=job.event_id)
+        bound = log.bind(**_job_context(job))
         started = self.clock.now()
         t0 = time.perf_counter()
         plan = _Plan()
@@ -251,8 +274,10 @@ class Worker:
             attempt = Attempt(job.attempt, started, duration, "done", status, None, response)
             health = "ok" if job.kind == "deliver" else None
             recorded = self.store.complete(
-                job, attempt, self.clock.now(), plan.spawn, health, plan.unschedule
+                job, attempt, self.clock.now(), plan.spawn, health, plan.unschedule, plan.note
             )
+        if plan.note is not None and plan.note.booking:
+            bound = bound.bind(booking=plan.note.booking)
         if await self._settle(job, attempt, recorded, bound) and attempt.outcome == "done":
             bound.info("job.done", spawned=len(plan.spawn), duration_ms=round(duration, 1))
 
@@ -272,6 +297,8 @@ class Worker:
             bound.warning("job.lease_lost", outcome=attempt.outcome)
             return False
         self.metrics.job(job.kind, attempt.outcome)
+        if job.kind == "deliver" and job.destination:
+            self.metrics.delivered(job, attempt.outcome, self.clock.now())
         return True
 
     def _policy(self, job: Job) -> RetryPolicy:
@@ -344,8 +371,17 @@ class Worker:
             bookings=Bookings(self.store, self.clock.now()),
             http=self.http,
         )
-        events = await source.normalize(orjson.loads(inbound.body), context)
-        return await self._plan(job, events, bound, skip=skip)
+        payload = orjson.loads(inbound.body)
+        events = await source.normalize(payload, context)
+        plan = await self._plan(job, events, bound, skip=skip)
+        booked = next((e.booking for e in events if e.booking is not None), None)
+        plan.note = EventNote(
+            types=list(dict.fromkeys(e.type for e in events)),
+            booking=booked.uid if booked else "",
+            email=(booked.client.email or "") if booked else "",
+            name=source.event_name(payload) or "" if isinstance(payload, dict) else "",
+        )
+        return plan
 
     async def _sent(self, job: Job) -> set[str]:
         """The signatures of the messages sent for the job's event before, which a replay
@@ -442,13 +478,21 @@ class Worker:
                             signature=signature,
                         )
                     )
+        booked = next((e.booking.uid for e in events if e.booking is not None), None)
         bound.info(
             "dispatch.routed",
+            booking=booked,
             events=[e.type for e in events],
             deliveries=[
-                (j.destination, j.payload.get("message")) for j in plan.spawn if j.kind == "deliver"
+                {"job_id": j.id, "destination": j.destination, "route": j.payload["route"]}
+                for j in plan.spawn
+                if j.kind == "deliver"
             ],
-            timers=[j.key for j in plan.spawn if j.kind == "timer"],
+            timers=[
+                {"job_id": j.id, "route": j.payload.get("route"), "fires_at": _when(j.due)}
+                for j in plan.spawn
+                if j.kind == "timer"
+            ],
             unscheduled=len(plan.unschedule),
             skipped=len(skip),
         )
@@ -562,6 +606,5 @@ class Worker:
             raise _Failure(
                 f"{type(error).__name__}: {error}", permanent=False, health="fail"
             ) from error
-        self.metrics.delivered(destination.destination)
         response = result.response[:RESPONSE_EXCERPT] if result.response else None
         return result.status, response

@@ -11,6 +11,7 @@ import structlog
 
 from hub.logs import configure_logging
 from hub.metrics import Metrics
+from hub.store import Job
 
 HOSTILE = "Nora\u2028Weber\u2029\x85\r\nX-Forged: 1\x00\x1b[31m\"'\\ \U0001f5d3"
 
@@ -73,12 +74,15 @@ def test_jobs_and_deliveries_are_counted_by_their_labels() -> None:
     for _ in range(3):
         metrics.job("deliver", "done")
     metrics.job("dispatch", "retry")
-    metrics.delivered("inxmail")
-    metrics.delivered("inxmail")
+    job = Job("job_1", "deliver", {"event": {}}, 1, "lease", "inxmail", "evt_1", 0.0)
+    metrics.delivered(job, "done", 10.0)
+    metrics.delivered(job, "done", 10.0)
+    metrics.delivered(job, "retry", 10.0)
     metrics.webhook("calendly", "accepted")
     sample = metrics.registry.get_sample_value
-    assert sample("hub_jobs_total", {"kind": "deliver", "outcome": "done"}) == 3
-    assert sample("hub_jobs_total", {"kind": "dispatch", "outcome": "retry"}) == 1
-    assert sample("hub_jobs_total", {"kind": "dispatch", "outcome": "done"}) is None
-    assert sample("hub_deliveries_total", {"destination": "inxmail"}) == 2
+    assert sample("hub_job_attempts_total", {"kind": "deliver", "outcome": "done"}) == 3
+    assert sample("hub_job_attempts_total", {"kind": "dispatch", "outcome": "retry"}) == 1
+    assert sample("hub_job_attempts_total", {"kind": "dispatch", "outcome": "done"}) is None
+    assert sample("hub_deliveries_total", {"destination": "inxmail", "outcome": "done"}) == 2
+    assert sample("hub_deliveries_total", {"destination": "inxmail", "outcome": "retry"}) == 1
     assert sample("hub_webhooks_total", {"source": "calendly", "outcome": "accepted"}) == 1

@@ -41,6 +41,7 @@ from hub.store import (
     StoredBooking,
 )
 from hub.store.keys import Keys
+from hub.store.lookup import Digests
 from hub.store.lua import (
     ACCEPT,
     BOOK,
@@ -49,10 +50,13 @@ from hub.store.lua import (
     FINISH,
     PAIR,
     PAIR_TIMEOUT,
+    READ_EVENTS,
     REDISPATCH,
     REPLAY,
 )
+from hub.store.reading import RedisReading
 from hub.store.reads import Reads
+from hub.store.views import EventNote
 
 __all__ = ["RedisStore"]
 
@@ -149,7 +153,7 @@ class _Batch:
             await asyncio.gather(*self._flushes, return_exceptions=True)
 
 
-class RedisStore:
+class RedisStore(RedisReading):
     def __init__(
         self,
         client: aioredis.Redis,
@@ -161,8 +165,10 @@ class RedisStore:
         booking_horizon: float = 0.0,
         endpoints: Mapping[str, EndpointPolicy] | None = None,
         cipher: Cipher | None = None,
+        lookup_keys: list[str] | None = None,
     ) -> None:
         self.redis = client
+        self.digests = Digests(lookup_keys or [])
         self.keys = Keys(prefix)
         self.dedup_window = int(dedup_window)
         self.retention = int(retention)
@@ -192,6 +198,7 @@ class RedisStore:
         self._enqueue = client.register_script(ENQUEUE)
         self._pair = client.register_script(PAIR)
         self._pair_timeout = client.register_script(PAIR_TIMEOUT)
+        self._read_events = client.register_script(READ_EVENTS)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -334,6 +341,7 @@ class RedisStore:
         health: Health | None = None,
         disable: str | None = None,
         unschedule: list[str] | None = None,
+        note: EventNote | None = None,
     ) -> Recorded:
         policy = self.endpoints.get(job.destination or "", _NO_POLICY)
         args: list[Any] = [
@@ -353,6 +361,7 @@ class RedisStore:
             1 if policy.circuit else 0,
             len(spawn or ()),
             self.dead_letter_retention,
+            self._note(note),
         ]
         for new in spawn or ():
             args += [
@@ -370,6 +379,18 @@ class RedisStore:
         kept, changed = await self._call(self._finishes.submit(args))
         return Recorded(bool(kept), _text(changed) or None)
 
+    def _note(self, note: EventNote | None) -> bytes | str:
+        if note is None:
+            return ""
+        return orjson.dumps(
+            {
+                "types": note.types,
+                "booking": note.booking,
+                "email": self.digests.write(note.email),
+                "name": note.name,
+            }
+        )
+
     async def complete(
         self,
         job: Job,
@@ -378,6 +399,7 @@ class RedisStore:
         spawn: list[NewJob] | None = None,
         health: Health | None = None,
         unschedule: list[str] | None = None,
+        note: EventNote | None = None,
     ) -> Recorded:
         return await self._finish_job(
             job,
@@ -388,6 +410,7 @@ class RedisStore:
             spawn=spawn,
             health=health,
             unschedule=unschedule,
+            note=note,
         )
 
     async def retry(
@@ -639,12 +662,8 @@ class RedisStore:
         self, limit: int = 100, destination: str | None = None, since: float | None = None
     ) -> list[JobInfo]:
         """Dead letters, oldest death first."""
-        low = _ms(since) if since is not None else "-inf"
-        ids = await self._call(self.redis.zrangebyscore(self.keys.dead, low, "+inf"))
-        jobs = await self._jobs([i.decode() for i in ids])
-        if destination is not None:
-            jobs = [j for j in jobs if j.destination == destination]
-        return jobs[:limit]
+        ids = await self.dead_letter_ids(destination, since)
+        return await self._jobs(ids[:limit])
 
     async def destination_states(self, names: list[str]) -> list[DestinationState]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -663,6 +682,9 @@ class RedisStore:
                     window_failed=int(data.get(b"fail", 0)),
                     reason=_text(data.get(b"reason")) or None,
                     changed_at=_seconds(data.get(b"changed_at")),
+                    last_ok=_seconds(data.get(b"last_ok")),
+                    last_fail=_seconds(data.get(b"last_fail")),
+                    last_fail_job=_text(data.get(b"last_fail_job")) or None,
                 )
             )
         return states
