@@ -7,6 +7,7 @@ JSON Schema is generated from these models into ``schemas/booking-event.json``
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -60,6 +61,7 @@ NOTIFICATION_TYPES = (
 HUB_NAMESPACE = uuid.UUID("5b0c7a8e-3f43-4c1e-9a57-3f2f1d7f6b10")
 
 
+@functools.lru_cache(maxsize=4096)  # a message names its client and host: often the same
 def booking_uuid(key: str) -> str:
     """A UUID that is the same every time for the same provider identifier."""
     return str(uuid.uuid5(HUB_NAMESPACE, key))
