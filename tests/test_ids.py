@@ -1,0 +1,30 @@
+"""Identifiers: 48 bits of milliseconds and 80 random bits in Crockford's base32."""
+
+from __future__ import annotations
+
+import random
+
+from hub import ids
+
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def reference(prefix: str, millis: int, bits: int) -> str:
+    """The id written out the long way: a 130-bit number, 26 characters of 5 bits."""
+    value = (millis << 80) | bits
+    return prefix + "_" + "".join(ALPHABET[(value >> (5 * i)) & 31] for i in range(25, -1, -1))
+
+
+def test_ids_are_the_time_and_the_random_bits_in_crockford_base32(monkeypatch) -> None:
+    monkeypatch.setattr(ids, "_random", random.Random(7))
+    draws = random.Random(7)
+    for now in (0.0, 1.0, 1_700_000_000.123, 1_700_000_000.1239, 1_700_000_000.124, 2.8e11):
+        made = ids.new_id("evt", now)
+        assert made == reference("evt", int(now * 1000), draws.getrandbits(80))
+    assert len(made) == len("evt_") + 26
+
+
+def test_ids_sort_by_time() -> None:
+    made = [ids.new_id("job", 1_700_000_000 + n / 1000) for n in range(2000)]
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
