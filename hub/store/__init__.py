@@ -88,6 +88,7 @@ class Job:
     destination: str | None
     event_id: str | None
     created_at: float
+    partition: int = 0  # where its keys are (hub/store/partitions.py)
 
 
 @dataclass(frozen=True)

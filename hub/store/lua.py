@@ -14,6 +14,9 @@ __all__ = [
     "CLAIM",
     "ENQUEUE",
     "FINISH",
+    "GATE",
+    "GATE_DONE",
+    "GIVE_BACK",
     "PAIR",
     "PAIR_TIMEOUT",
     "REDISPATCH",
@@ -23,6 +26,9 @@ __all__ = [
 PRELUDE = """
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
+-- A partitioned prefix (it carries a hash tag) leaves the destination gates to GATE and
+-- GATE_DONE, which run in each destination's own slot.
+local gated = not string.find(p, '{', 1, true)
 local function jk(id) return p .. 'job:' .. id end
 local function num(value, default)
   if value and value ~= '' then return tonumber(value) end
@@ -90,7 +96,7 @@ end
 -- A claimed job of a destination stops running: finished, retried, released, or its
 -- lease ran out. A probe that ends without an outcome lets the next job probe.
 local function unclaim(id, dest)
-  if not dest or dest == '' then return end
+  if not gated or not dest or dest == '' then return end
   local dk = p .. 'dest:' .. dest
   if redis.call('HINCRBY', dk, 'inflight', -1) < 0 then redis.call('HSET', dk, 'inflight', 0) end
   if redis.call('HGET', dk, 'probe') == id then redis.call('HSET', dk, 'probe', '') end
@@ -130,12 +136,19 @@ end
 """
 
 # ARGV: prefix, now, event id, source, body, dedup key, dedup ttl s, job id, job payload,
-#       ordering key
+#       ordering key, [a key whose route to look up first]
+# Returns {event id, 1 if a duplicate else 0}, or {'', 2, the partition prefix the key's
+# route names} when the webhook belongs to another partition (a later change of a booking
+# whose first webhooks went there).
 ACCEPT = (
     PRELUDE
     + """
 local event_id, source, body, dedup = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local ttl, job_id, payload, okey = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+if ARGV[11] and ARGV[11] ~= '' then
+  local route = redis.call('GET', p .. 'route:' .. ARGV[11])
+  if route and route ~= p then return {'', 2, route} end
+end
 local dk = p .. 'dedup:' .. source .. ':' .. dedup
 local existing = redis.call('GET', dk)
 if existing then return {existing, 1} end
@@ -184,7 +197,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'q:due', '-inf', now, 'LIMI
   if not f[1] then
     redis.call('ZREM', p .. 'q:due', id)
     go = false
-  elseif f[3] and f[3] ~= '' then
+  elseif gated and f[3] and f[3] ~= '' then
     local dest = f[3]
     local dk = p .. 'dest:' .. dest
     local d = redis.call('HMGET', dk, 'state', 'open_until', 'inflight', 'probe')
@@ -247,7 +260,7 @@ if redis.call('HGET', k, 'lease') ~= token then return {0, ''} end
 redis.call('ZREM', p .. 'q:inflight', id)
 local dest = redis.call('HGET', k, 'destination')
 local changed = ''
-if dest and dest ~= '' then
+if gated and dest and dest ~= '' then
   if health ~= '' then
     changed = breaker(dest, id, health, tonumber(ARGV[10]), tonumber(ARGV[11]),
                       tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14] == '1') or ''
@@ -471,5 +484,101 @@ while ARGV[i] do
   i = i + 8
 end
 return (i - 3) / 8
+"""
+)
+
+# The gates of one destination, in its own slot (partitioned layout): which of the jobs
+# just claimed from a partition may run now. Each running job holds an entry
+# ``{id}|{lease token}`` scored by its lease's expiry, so an entry whose holder died goes
+# away with the lease.
+# ARGV: gate prefix, now, lease expiry ms, destination, its concurrency limit (0: none),
+#       circuit on (1) or off (0), then the entries asking
+# Returns, for each entry in order, 0 if it may run, else when to try it again (ms).
+GATE = (
+    PRELUDE
+    + """
+local expiry, dest, max_in_flight = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local circuit_off = ARGV[6] == '0'
+local dk, rk = p .. 'dest:' .. dest, p .. 'running:' .. dest
+redis.call('ZREMRANGEBYSCORE', rk, '-inf', now)
+local probe = redis.call('HGET', dk, 'probe')
+if probe and probe ~= '' and not redis.call('ZSCORE', rk, probe) then
+  redis.call('HSET', dk, 'probe', '')  -- the probe's lease ran out without an outcome
+end
+local out = {}
+for i = 7, #ARGV do
+  local entry = ARGV[i]
+  local d = redis.call('HMGET', dk, 'state', 'open_until', 'probe')
+  local state = d[1] or 'closed'
+  if circuit_off and (state == 'open' or state == 'half_open') then state = 'closed' end
+  local wait = 0
+  if max_in_flight > 0 and redis.call('ZCARD', rk) >= max_in_flight then
+    wait = now + 100
+  elseif state == 'disabled' then
+    wait = now + 60000
+  elseif state == 'open' then
+    if now < num(d[2], 0) then
+      wait = num(d[2], 0)
+    else
+      set_state(dk, 'half_open', 'probing')
+      redis.call('HSET', dk, 'probe', entry)
+    end
+  elseif state == 'half_open' then
+    if d[3] and d[3] ~= '' then
+      wait = now + 1000
+    else
+      redis.call('HSET', dk, 'probe', entry)
+    end
+  end
+  if wait == 0 then redis.call('ZADD', rk, expiry, entry) end
+  out[#out + 1] = wait
+end
+return out
+"""
+)
+
+# A job that passed a destination's gates stops running (partitioned layout).
+# ARGV: gate prefix, now, destination, entry, health (ok|fail|''), disable reason (''),
+#       breaker window ms, failure ratio, minimum attempts, open ms, circuit on (1|0)
+# Returns the destination's new circuit state, or ''.
+GATE_DONE = (
+    PRELUDE
+    + """
+local dest, entry, health, disable = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local dk = p .. 'dest:' .. dest
+redis.call('ZREM', p .. 'running:' .. dest, entry)
+local changed = ''
+if health ~= '' then
+  changed = breaker(dest, entry, health, tonumber(ARGV[7]), tonumber(ARGV[8]),
+                    tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '1') or ''
+end
+if disable ~= '' then
+  set_state(dk, 'disabled', disable)
+  changed = 'disabled'
+end
+if redis.call('HGET', dk, 'probe') == entry then redis.call('HSET', dk, 'probe', '') end
+return changed
+"""
+)
+
+# Claimed jobs that a destination's gates turned away go back to wait, their claim not
+# counted as an attempt (partitioned layout).
+# ARGV: prefix, now, then triples: job id, lease token, due ms.  Returns how many.
+GIVE_BACK = (
+    PRELUDE
+    + """
+local n = 0
+for i = 3, #ARGV, 3 do
+  local id, due = ARGV[i], ARGV[i + 2]
+  local k = jk(id)
+  if redis.call('HGET', k, 'lease') == ARGV[i + 1] then
+    redis.call('ZREM', p .. 'q:inflight', id)
+    redis.call('HINCRBY', k, 'attempts', -1)
+    redis.call('HSET', k, 'state', 'due', 'lease', '', 'due_at', due)
+    redis.call('ZADD', p .. 'q:due', due, id)
+    n = n + 1
+  end
+end
+return n
 """
 )

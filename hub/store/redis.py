@@ -36,6 +36,7 @@ from hub.store import (
     Redispatch,
     StoredBooking,
 )
+from hub.store.connect import client_for
 from hub.store.keys import Keys
 from hub.store.lua import (
     ACCEPT,
@@ -48,6 +49,8 @@ from hub.store.lua import (
     REDISPATCH,
     REPLAY,
 )
+from hub.store.partitions import current as current_partition
+from hub.store.partitions import partition_prefix
 
 __all__ = ["RedisStore"]
 
@@ -72,13 +75,24 @@ class _Batch:
     """Calls of one script made in the same turn of the event loop go to Redis together:
     one pipeline, one round trip. Each call still runs atomically on its own, and each
     caller gets its own result or error. Webhooks accepted together and jobs finishing
-    together thus share their round trips."""
+    together thus share their round trips.
 
-    def __init__(self, client: aioredis.Redis, script: Any) -> None:
+    A script gets its prefix (ARGV[1]) as its one key too, so a Cluster sends it to the
+    slot of its partition. With ``wait`` (min_replicas, timeout ms), ``WAIT`` follows the
+    calls on the same connection, and unless that many replicas confirm them, every
+    caller hears StoreUnavailable."""
+
+    def __init__(
+        self, client: aioredis.Redis, script: Any, wait: tuple[int, int] | None = None
+    ) -> None:
         self._client = client
         self._script = script
+        self._wait = wait
         self._pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, args: list[Any]) -> Any:
+        return await self.submit(args)
 
     async def submit(self, args: list[Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -105,6 +119,17 @@ class _Batch:
                 if not future.done():
                     future.set_exception(error)
             return
+        if self._wait:
+            confirmed = results.pop()
+            if isinstance(confirmed, Exception) or int(confirmed) < self._wait[0]:
+                error = StoreUnavailable(
+                    f"{confirmed} of {self._wait[0]} replicas confirmed the write "
+                    f"within {self._wait[1]} ms"
+                )
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                return
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
@@ -116,7 +141,9 @@ class _Batch:
     async def _send(self, calls: list[list[Any]]) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipe:
             for args in calls:
-                pipe.evalsha(self._script.sha, 0, *args)
+                pipe.evalsha(self._script.sha, 1, args[0], *args)
+            if self._wait:
+                pipe.execute_command("WAIT", *self._wait)
             return await pipe.execute(raise_on_error=False)
 
     async def close(self) -> None:
@@ -134,9 +161,18 @@ class RedisStore:
         retention: float = 7 * 86400,
         endpoints: Mapping[str, EndpointPolicy] | None = None,
         cipher: Cipher | None = None,
+        partitions: int = 1,
+        tagged: bool = False,
+        min_replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
         self.redis = client
-        self.keys = Keys(prefix)
+        self.prefix = prefix
+        self.partitions = partitions
+        self._partition_keys = [
+            Keys(partition_prefix(prefix, i, partitions, tagged)) for i in range(partitions)
+        ]
+        wait = (min_replicas, _ms(replica_timeout)) if min_replicas else None
         self.dedup_window = int(dedup_window)
         self.retention = int(retention)
         self.endpoints = dict(endpoints or {})
@@ -146,24 +182,27 @@ class RedisStore:
             for name, e in self.endpoints.items()
             for value in (name, e.concurrency, 1 if e.circuit else 0)
         ]
-        self._accept = client.register_script(ACCEPT)
-        self._accepts = _Batch(client, self._accept)
-        self._claim = client.register_script(CLAIM)
-        self._finish = client.register_script(FINISH)
-        self._finishes = _Batch(client, self._finish)
-        self._replay = client.register_script(REPLAY)
-        self._redispatch = client.register_script(REDISPATCH)
-        self._book = client.register_script(BOOK)
-        self._enqueue = client.register_script(ENQUEUE)
-        self._pair = client.register_script(PAIR)
-        self._pair_timeout = client.register_script(PAIR_TIMEOUT)
+        self._accepts = _Batch(client, client.register_script(ACCEPT), wait)
+        self._claim = _Batch(client, client.register_script(CLAIM), wait)
+        self._finishes = _Batch(client, client.register_script(FINISH), wait)
+        self._replay = _Batch(client, client.register_script(REPLAY), wait)
+        self._redispatch = _Batch(client, client.register_script(REDISPATCH), wait)
+        self._book = _Batch(client, client.register_script(BOOK), wait)
+        self._enqueue = _Batch(client, client.register_script(ENQUEUE), wait)
+        self._pair = _Batch(client, client.register_script(PAIR), wait)
+        self._pair_timeout = _Batch(client, client.register_script(PAIR_TIMEOUT), wait)
+
+    @property
+    def keys(self) -> Keys:
+        """The keys of the partition in scope (see ``hub/store/partitions.py``)."""
+        index = current_partition()
+        if index is None or index >= self.partitions:
+            return self._partition_keys[0]
+        return self._partition_keys[index]
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
-        client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
-        )
-        return cls(client, **options)
+        return cls(client_for(url), **options)
 
     async def _call(self, awaitable: Any) -> Any:
         try:
@@ -189,6 +228,9 @@ class RedisStore:
         await self._accepts.close()
         await self._finishes.close()
         await self.redis.aclose()
+        manager = getattr(getattr(self.redis, "connection_pool", None), "sentinel_manager", None)
+        for sentinel in manager.sentinels if manager else ():
+            await sentinel.aclose()
 
     async def settings(self) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -271,6 +313,7 @@ class RedisStore:
                 destination=_text(destination) or None,
                 event_id=_text(event_id) or None,
                 created_at=int(created) / 1000,
+                partition=current_partition() or 0,
             )
             try:
                 job = replace(job, payload=orjson.loads(self._open(payload)))
