@@ -98,6 +98,9 @@ def store_from_config(config: Config) -> Store:
             for name, destination in config.destinations.items()
         },
         encryption_keys=[key.get_secret_value() for key in settings.encryption_keys],
+        partitions=settings.partitions,
+        min_replicas=settings.min_replicas,
+        replica_timeout=settings.replica_timeout.total_seconds(),
     )
 
 

@@ -75,6 +75,8 @@ async def receive(request: web.Request) -> web.Response:
             event_id,
             new_id("job", now),
             source.order_key(payload),
+            partition_key=source.partition_key(payload),
+            linked_keys=source.linked_keys(payload),
         )
     except IntakeError as error:
         metrics.webhook(name, error.code)

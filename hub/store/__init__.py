@@ -18,7 +18,7 @@ destination is disabled, its jobs are put back to wait without using up an attem
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -218,10 +218,16 @@ class Store(Protocol):
         event_id: str,
         dispatch_job_id: str,
         order_key: str | None = None,
+        *,
+        partition_key: str | None = None,
+        linked_keys: Sequence[str] = (),
     ) -> Accepted:
         """Store an inbound webhook and its dispatch job in one atomic step, unless a webhook
         with the same ``(source, dedup_key)`` was accepted within the dedup window: then
-        return that one's id with ``duplicate=True`` and store nothing."""
+        return that one's id with ``duplicate=True`` and store nothing. A partitioned store
+        puts it in the partition of ``partition_key`` (default: ``order_key``), or where a
+        route from that key points; ``linked_keys`` (references later webhooks of the same
+        booking will carry) are routed to the same partition."""
 
     async def get_event(self, event_id: str) -> InboundEvent | None: ...
 
@@ -362,17 +368,28 @@ def open_store(
     retention: float,
     endpoints: Mapping[str, EndpointPolicy] | None = None,
     encryption_keys: list[str] | None = None,
+    partitions: int | None = None,
+    min_replicas: int = 0,
+    replica_timeout: float = 1.0,
 ) -> Store:
-    """The store for a URL. Only Redis is implemented; its URL schemes are redis://,
-    rediss:// and unix://."""
+    """The store for a URL (see ``hub/store/connect.py`` for the schemes). On a Cluster, or
+    with more than one partition, the partitioned store; else the plain one."""
     from hub.crypto import Cipher
+    from hub.store.connect import client_for, parse_store_url
+    from hub.store.partitioned import PartitionedStore
     from hub.store.redis import RedisStore
 
-    return RedisStore.from_url(
-        url,
-        prefix=prefix,
-        dedup_window=dedup_window,
-        retention=retention,
-        endpoints=endpoints,
-        cipher=Cipher(encryption_keys) if encryption_keys else None,
-    )
+    cluster = parse_store_url(url).kind == "cluster"
+    count = partitions or (16 if cluster else 1)
+    options: dict[str, Any] = {
+        "prefix": prefix,
+        "dedup_window": dedup_window,
+        "retention": retention,
+        "endpoints": endpoints,
+        "cipher": Cipher(encryption_keys) if encryption_keys else None,
+        "min_replicas": min_replicas,
+        "replica_timeout": replica_timeout,
+    }
+    if cluster or count > 1:
+        return PartitionedStore(client_for(url), partitions=count, **options)
+    return RedisStore(client_for(url), **options)

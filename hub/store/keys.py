@@ -18,9 +18,16 @@
     {p}:bookref:{ref}           string      booking uid of a provider reference
     {p}:pair:{key}              hash        one half of a two-webhook change, waiting
     {p}:memory:{destination}    hash        what a destination connector remembers
+    {p}:route:{ordering key}    string      the partition prefix a booking's webhooks go to
+
+Partitioned (``hub/store/partitions.py``), ``{p}`` is ``{prefix}:{p<i>}`` for each
+partition, and a destination's gates live in a slot of their own:
+
+    {prefix}:{d:<name>}:dest:{name}     hash        circuit state, window counters
+    {prefix}:{d:<name>}:running:{name}  sorted set  ``{job id}|{lease}`` by lease expiry
 
 The Lua scripts of ``hub/store/redis.py`` build the same names from the prefix they are
-given (a single Redis, not a Cluster, is assumed).
+given; each script touches the keys of one prefix only.
 """
 
 from __future__ import annotations
@@ -66,3 +73,9 @@ class Keys:
 
     def memory(self, scope: str) -> str:
         return f"{self.prefix}memory:{scope}"
+
+    def route(self, key: str) -> str:
+        return f"{self.prefix}route:{key}"
+
+    def running(self, name: str) -> str:
+        return f"{self.prefix}running:{name}"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -120,7 +121,11 @@ class _Batch:
                     future.set_exception(error)
             return
         if self._wait:
-            confirmed = results.pop()
+            confirmed = min(
+                (r for r in results[len(batch) :]),
+                key=lambda r: -1 if isinstance(r, Exception) else int(r),
+            )
+            results = results[: len(batch)]
             if isinstance(confirmed, Exception) or int(confirmed) < self._wait[0]:
                 error = StoreUnavailable(
                     f"{confirmed} of {self._wait[0]} replicas confirmed the write "
@@ -142,7 +147,13 @@ class _Batch:
         async with self._client.pipeline(transaction=False) as pipe:
             for args in calls:
                 pipe.evalsha(self._script.sha, 1, args[0], *args)
-            if self._wait:
+            if self._wait and isinstance(self._client, RedisCluster):
+                # WAIT on each primary written to, on the connection that wrote
+                await self._client.initialize()
+                nodes = {self._client.get_node_from_key(args[0]) for args in calls}
+                for node in nodes:
+                    pipe.execute_command("WAIT", *self._wait, target_nodes=node)
+            elif self._wait:
                 pipe.execute_command("WAIT", *self._wait)
             return await pipe.execute(raise_on_error=False)
 
@@ -173,6 +184,7 @@ class RedisStore:
             Keys(partition_prefix(prefix, i, partitions, tagged)) for i in range(partitions)
         ]
         wait = (min_replicas, _ms(replica_timeout)) if min_replicas else None
+        self._wait = wait
         self.dedup_window = int(dedup_window)
         self.retention = int(retention)
         self.endpoints = dict(endpoints or {})
@@ -199,6 +211,9 @@ class RedisStore:
         if index is None or index >= self.partitions:
             return self._partition_keys[0]
         return self._partition_keys[index]
+
+    def _destination_key(self, name: str) -> str:
+        return self.keys.destination(name)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -254,8 +269,28 @@ class RedisStore:
         event_id: str,
         dispatch_job_id: str,
         order_key: str | None = None,
+        *,
+        partition_key: str | None = None,
+        linked_keys: Sequence[str] = (),
     ) -> Accepted:
-        result = await self._call(
+        result = await self._accept_here(
+            source, dedup_key, body, received_at, event_id, dispatch_job_id, order_key, ""
+        )
+        return Accepted(id=_text(result[0]) or event_id, duplicate=bool(int(result[1])))
+
+    async def _accept_here(
+        self,
+        source: str,
+        dedup_key: str,
+        body: bytes,
+        received_at: float,
+        event_id: str,
+        dispatch_job_id: str,
+        order_key: str | None,
+        route_key: str,
+    ) -> list[Any]:
+        """ACCEPT in the partition in scope; its raw answer."""
+        return await self._call(
             self._accepts.submit(
                 [
                     self.keys.prefix,
@@ -268,10 +303,10 @@ class RedisStore:
                     dispatch_job_id,
                     self._payload({"event_id": event_id}),
                     order_key or "",
+                    route_key,
                 ]
             )
         )
-        return Accepted(id=_text(result[0]) or event_id, duplicate=bool(int(result[1])))
 
     async def get_event(self, event_id: str) -> InboundEvent | None:
         data = await self._call(self.redis.hgetall(self.keys.event(event_id)))
@@ -555,7 +590,7 @@ class RedisStore:
     async def enable_destination(self, name: str, now: float) -> None:
         await self._call(
             self.redis.hset(
-                self.keys.destination(name),
+                self._destination_key(name),
                 mapping={
                     "state": "closed",
                     "reason": "enabled by an operator",
@@ -620,7 +655,7 @@ class RedisStore:
     async def destination_states(self, names: list[str]) -> list[DestinationState]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.hgetall(self.keys.destination(name))
+                pipe.hgetall(self._destination_key(name))
             results = await self._call(pipe.execute())
         states = []
         for name, data in zip(names, results, strict=True):
