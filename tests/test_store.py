@@ -1,20 +1,65 @@
-"""The Store contract, on a real Redis under a throwaway prefix."""
+"""The Store contract, on every shape of Redis the hub runs on.
+
+    plain         one Redis (the shared test server), the key layout of one partition
+    partitioned   the same Redis, four hash-tagged partitions and gates in their own slots
+    sentinel      a 1-primary, 1-replica, 3-sentinel group of local servers
+    cluster       a 3-primary Cluster with a replica each, four partitions
+
+Each test gets a throwaway prefix; the Sentinel group and the Cluster start once a
+session (hub/testing_redis.py).
+"""
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 
 from hub.ids import new_id
-from hub.store import Attempt, NewJob
-from hub.store.redis import RedisStore
+from hub.store import Attempt, NewJob, open_store
+from hub.store.partitions import scope
+from hub.testing_redis import RedisCluster, SentinelGroup
 from tests.conftest import REDIS_URL
 
 NOW = 1_800_000_000.0
+SHAPES = ["plain", "partitioned", "sentinel", "cluster"]
+
+
+@pytest.fixture(scope="session")
+def sentinel_group():
+    with SentinelGroup() as group:
+        yield group
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=SHAPES)
+def make_store(request, redis_prefix):
+    """``make_store(**options)``: a store of the shape under test (the test closes it)."""
+    shape = request.param
+    url, partitions = REDIS_URL, 1
+    if shape == "partitioned":
+        partitions = 4
+    elif shape == "sentinel":
+        url = request.getfixturevalue("sentinel_group").url
+    elif shape == "cluster":
+        url, partitions = request.getfixturevalue("redis_cluster").url, 4
+    prefix = redis_prefix if url == REDIS_URL else f"hubtest:{uuid.uuid4().hex[:12]}"
+
+    def make(**options):
+        options = {"dedup_window": 3600, "retention": 60, **options}
+        return open_store(url, prefix=prefix, partitions=partitions, **options)
+
+    return make
 
 
 @pytest.fixture
-async def store(redis_prefix):
-    store = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, dedup_window=3600, retention=60)
+async def store(make_store):
+    store = make_store()
     yield store
     await store.close()
 
@@ -127,24 +172,28 @@ async def test_claim_takes_due_jobs_in_due_order_up_to_the_limit(store) -> None:
     first = await store.claim(NOW + 10, 30, 3)
     second = await store.claim(NOW + 10, 30, 3)
     assert len(first) == 3 and len(second) == 2
-    received = [(await store.get_event(j.event_id)).received_at for j in first + second]
-    assert received == sorted(received)
+    # due order holds within a partition (on one partition: all of them)
+    for partition in {j.partition for j in first + second}:
+        mine = [j for j in first + second if j.partition == partition]
+        received = [(await store.get_event(j.event_id)).received_at for j in mine]
+        assert received == sorted(received)
 
 
 async def test_finished_jobs_and_events_expire_after_the_retention(store, redis_prefix) -> None:
     accepted = await accept(store)
     [job] = await store.claim(NOW, 30, 10)
     await store.complete(job, attempt(job), NOW)
-    ttl_job = await store.redis.ttl(store.keys.job(job.id))
-    ttl_event = await store.redis.ttl(store.keys.event(accepted.id))
+    with scope(job.partition):
+        ttl_job = await store.redis.ttl(store.keys.job(job.id))
+        ttl_event = await store.redis.ttl(store.keys.event(accepted.id))
     assert 0 < ttl_job <= 60 and 0 < ttl_event <= 60
 
 
-async def test_a_payload_that_cannot_be_read_is_a_dead_letter_not_a_stuck_claim(redis_prefix):
-    from hub.crypto import Cipher, new_key
+async def test_a_payload_that_cannot_be_read_is_a_dead_letter_not_a_stuck_claim(make_store):
+    from hub.crypto import new_key
 
-    writer = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, cipher=Cipher([new_key()]))
-    reader = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, cipher=Cipher([new_key()]))
+    writer = make_store(encryption_keys=[new_key()])
+    reader = make_store(encryption_keys=[new_key()])
     try:
         await accept(writer, "lost key")
         await accept(reader, "readable", now=NOW + 1)
@@ -158,12 +207,10 @@ async def test_a_payload_that_cannot_be_read_is_a_dead_letter_not_a_stuck_claim(
         await reader.close()
 
 
-async def test_a_saturated_destination_does_not_starve_the_others(redis_prefix) -> None:
+async def test_a_saturated_destination_does_not_starve_the_others(make_store) -> None:
     from hub.store import EndpointPolicy
 
-    store = RedisStore.from_url(
-        REDIS_URL, prefix=redis_prefix, endpoints={"a": EndpointPolicy(concurrency=1)}
-    )
+    store = make_store(endpoints={"a": EndpointPolicy(concurrency=1)})
     try:
         await accept(store)
         [dispatch] = await store.claim(NOW, 30, 10)

@@ -165,16 +165,21 @@ return {event_id, 0}
 
 # ARGV: prefix, now, lease ms, limit, lease token, how many due jobs to look at,
 #       then triples: destination, its concurrency limit (0: none), circuit on (1) or off (0)
+#       (partitioned: destination, held back until ms, 0)
 # Returns a flat list: id, kind, payload, attempts, destination, event_id, created_at, …
 CLAIM = (
     PRELUDE
     + """
 local lease, limit, token, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local max_in_flight, circuit_off = {}, {}
+local max_in_flight, circuit_off, held = {}, {}, {}
 local i = 7
 while ARGV[i] do
-  max_in_flight[ARGV[i]] = tonumber(ARGV[i + 1])
-  circuit_off[ARGV[i]] = ARGV[i + 2] == '0'
+  if gated then
+    max_in_flight[ARGV[i]] = tonumber(ARGV[i + 1])
+    circuit_off[ARGV[i]] = ARGV[i + 2] == '0'
+  else  -- partitioned: destinations whose gate turned jobs away, and until when
+    held[ARGV[i]] = tonumber(ARGV[i + 1])
+  end
   i = i + 3
 end
 local function defer(id, due)
@@ -196,6 +201,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'q:due', '-inf', now, 'LIMI
   local go = true
   if not f[1] then
     redis.call('ZREM', p .. 'q:due', id)
+    go = false
+  elseif not gated and f[3] and held[f[3]] and held[f[3]] > now then
+    defer(id, held[f[3]])
     go = false
   elseif gated and f[3] and f[3] ~= '' then
     local dest = f[3]

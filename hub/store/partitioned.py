@@ -64,11 +64,18 @@ class PartitionedStore(RedisStore):
         self._gate_done = _Batch(client, client.register_script(GATE_DONE), self._wait)
         self._give_back = _Batch(client, client.register_script(GIVE_BACK), self._wait)
         self._turn = 0
+        self._held: dict[str, int] = {}  # destination → until when its gate turns jobs away
 
     # --- helpers -----------------------------------------------------------------------
 
     def _gate_keys(self, destination: str) -> Keys:
         return Keys(gate_prefix(self.prefix, destination))
+
+    def _claim_gates(self, now: float) -> list[Any]:
+        # A gate that just turned a destination's jobs away holds the rest back until
+        # then, in CLAIM itself: no claim and give-back for each of them.
+        self._held = {d: until for d, until in self._held.items() if until > _ms(now)}
+        return [value for d, until in self._held.items() for value in (d, until, 0)]
 
     def _destination_key(self, name: str) -> str:
         return self._gate_keys(name).destination(name)
@@ -209,7 +216,10 @@ class PartitionedStore(RedisStore):
                     ]
                 )
             )
-            return [(job, int(w)) for job, w in zip(group, waits, strict=True) if int(w)]
+            turned = [(job, int(w)) for job, w in zip(group, waits, strict=True) if int(w)]
+            if turned:
+                self._held[destination] = min(w for _, w in turned)
+            return turned
 
         turned = [
             pair

@@ -146,7 +146,7 @@ class _Batch:
     async def _send(self, calls: list[list[Any]]) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipe:
             for args in calls:
-                pipe.evalsha(self._script.sha, 1, args[0], *args)
+                pipe.execute_command("EVALSHA", self._script.sha, 1, args[0], *args)
             if self._wait and isinstance(self._client, RedisCluster):
                 # WAIT on each primary written to, on the connection that wrote
                 await self._client.initialize()
@@ -211,6 +211,10 @@ class RedisStore:
         if index is None or index >= self.partitions:
             return self._partition_keys[0]
         return self._partition_keys[index]
+
+    def _claim_gates(self, now: float) -> list[Any]:
+        """What CLAIM learns of the destinations' gates."""
+        return self._gates
 
     def _destination_key(self, name: str) -> str:
         return self.keys.destination(name)
@@ -332,7 +336,7 @@ class RedisStore:
                     limit,
                     token,
                     limit * 8 + 64,
-                    *self._gates,
+                    *self._claim_gates(now),
                 ]
             )
         )
