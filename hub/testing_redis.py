@@ -149,10 +149,7 @@ class SentinelGroup(_Shape):
         wait_until(self._replicated, 15, "the replicas are in sync")
 
     def _replicated(self) -> bool:
-        info = self.primary().client().info("replication")
-        return int(info["connected_slaves"]) == len(self.data) - 1 and all(
-            info[f"slave{i}"]["state"] == "online" for i in range(len(self.data) - 1)
-        )
+        return _synced(self.primary(), len(self.data) - 1)
 
     @property
     def url(self) -> str:
@@ -209,7 +206,8 @@ class RedisCluster(_Shape):
                 continue
             if _cluster_state(node) != "ok":
                 return False
-        return len(self.primaries()) * 2 == len(self.servers)
+        primaries = self.primaries()
+        return len(primaries) * 2 == len(self.servers) and all(_synced(p) for p in primaries)
 
     @property
     def url(self) -> str:
@@ -238,3 +236,12 @@ class RedisCluster(_Shape):
 def _cluster_state(node: RedisServer) -> str:
     info = node.client().execute_command("CLUSTER INFO")  # parsed into a dict
     return str(info.get("cluster_state", ""))
+
+
+def _synced(primary: RedisServer, replicas: int = 1) -> bool:
+    """The primary has ``replicas`` replicas online that acknowledged its last write."""
+    info = primary.client().info("replication")
+    offset = int(info["master_repl_offset"])
+    found = [info.get(f"slave{i}") for i in range(int(info["connected_slaves"]))]
+    online = [r for r in found if r and r["state"] == "online" and int(r["offset"]) >= offset]
+    return len(online) >= replicas

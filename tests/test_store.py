@@ -2,8 +2,8 @@
 
     plain         one Redis (the shared test server), the key layout of one partition
     partitioned   the same Redis, four hash-tagged partitions and gates in their own slots
-    sentinel      a 1-primary, 1-replica, 3-sentinel group of local servers
-    cluster       a 3-primary Cluster with a replica each, four partitions
+    sentinel      a 1-primary, 1-replica, 3-sentinel group of local servers, min_replicas 1
+    cluster       a 3-primary Cluster with a replica each, four partitions, min_replicas 1
 
 Each test gets a throwaway prefix; the Sentinel group and the Cluster start once a
 session (hub/testing_redis.py).
@@ -41,18 +41,20 @@ def redis_cluster():
 def make_store(request, redis_prefix):
     """``make_store(**options)``: a store of the shape under test (the test closes it)."""
     shape = request.param
-    url, partitions = REDIS_URL, 1
+    url, partitions, replicas = REDIS_URL, 1, 0
     if shape == "partitioned":
         partitions = 4
     elif shape == "sentinel":
-        url = request.getfixturevalue("sentinel_group").url
+        url, replicas = request.getfixturevalue("sentinel_group").url, 1
     elif shape == "cluster":
-        url, partitions = request.getfixturevalue("redis_cluster").url, 4
+        url, partitions, replicas = request.getfixturevalue("redis_cluster").url, 4, 1
     prefix = redis_prefix if url == REDIS_URL else f"hubtest:{uuid.uuid4().hex[:12]}"
 
     def make(**options):
         options = {"dedup_window": 3600, "retention": 60, **options}
-        return open_store(url, prefix=prefix, partitions=partitions, **options)
+        return open_store(
+            url, prefix=prefix, partitions=partitions, min_replicas=replicas, **options
+        )
 
     return make
 
