@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["RedisCluster", "RedisServer", "SentinelGroup", "free_port", "wait_until"]
+__all__ = ["RedisCluster", "RedisServer", "SentinelGroup", "free_port", "synced", "wait_until"]
 
 
 def free_port(bus: bool = False) -> int:
@@ -149,7 +149,7 @@ class SentinelGroup(_Shape):
         wait_until(self._replicated, 15, "the replicas are in sync")
 
     def _replicated(self) -> bool:
-        return _synced(self.primary(), len(self.data) - 1)
+        return synced(self.primary(), len(self.data) - 1)
 
     @property
     def url(self) -> str:
@@ -198,16 +198,16 @@ class RedisCluster(_Shape):
             stderr=subprocess.DEVNULL,
             timeout=60,
         )
-        wait_until(self._healthy, 30, "the cluster is ok on every node")
+        wait_until(self.healthy, 30, "the cluster is ok on every node")
 
-    def _healthy(self) -> bool:
+    def healthy(self) -> bool:
         for node in self.servers:
             if node.process is None or node.process.poll() is not None:
                 continue
             if _cluster_state(node) != "ok":
                 return False
         primaries = self.primaries()
-        return len(primaries) * 2 == len(self.servers) and all(_synced(p) for p in primaries)
+        return len(primaries) * 2 == len(self.servers) and all(synced(p) for p in primaries)
 
     @property
     def url(self) -> str:
@@ -223,25 +223,37 @@ class RedisCluster(_Shape):
                     found.append(node)
         return found
 
-    def wait_for_failover(self, dead: RedisServer, within: float = 30) -> None:
-        """Until a replica took over the dead primary's slots and every live node says ok."""
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        for node in self.servers:
+            with contextlib.suppress(redis.RedisError):
+                info = node.client().info("replication")
+                if info["role"] == "slave" and int(info["master_port"]) == primary.port:
+                    return node
+        raise RuntimeError(f"no replica of {primary.address}")
+
+    def wait_for_failover(self, dead: RedisServer, heir: RedisServer, within: float = 30) -> None:
+        """Until ``heir`` (the dead primary's replica) took over and every live node says
+        ok. Restart ``dead`` only then: a primary without persistence that comes back
+        before its replica is promoted comes back empty, and its replica copies that."""
 
         def settled() -> bool:
+            if heir.client().info("replication")["role"] != "master":
+                return False
             live = [n for n in self.servers if n is not dead]
             return all(_cluster_state(n) == "ok" for n in live)
 
         wait_until(settled, within, "the cluster fails over")
 
 
-def _cluster_state(node: RedisServer) -> str:
-    info = node.client().execute_command("CLUSTER INFO")  # parsed into a dict
-    return str(info.get("cluster_state", ""))
-
-
-def _synced(primary: RedisServer, replicas: int = 1) -> bool:
+def synced(primary: RedisServer, replicas: int = 1) -> bool:
     """The primary has ``replicas`` replicas online that acknowledged its last write."""
     info = primary.client().info("replication")
     offset = int(info["master_repl_offset"])
     found = [info.get(f"slave{i}") for i in range(int(info["connected_slaves"]))]
     online = [r for r in found if r and r["state"] == "online" and int(r["offset"]) >= offset]
     return len(online) >= replicas
+
+
+def _cluster_state(node: RedisServer) -> str:
+    info = node.client().execute_command("CLUSTER INFO")  # parsed into a dict
+    return str(info.get("cluster_state", ""))
