@@ -74,7 +74,8 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=2)
 
-    def start(self) -> RedisServer:
+    def start(self, *extra: str) -> RedisServer:
+        """Start (again); ``extra`` options for this start only."""
         config = self.dir / "redis.conf"
         if not config.exists():
             config.write_text("")  # a sentinel rewrites its config file: it must exist
@@ -82,9 +83,9 @@ class RedisServer:
         if self.sentinel:
             args.append("--sentinel")
         args += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
-        args += ["--logfile", str(self.dir / "redis.log"), *self.options]
-        if not self.sentinel:
-            args += ["--save", "", "--appendonly", "no"]
+        args += ["--logfile", str(self.dir / "redis.log"), *self.options, *extra]
+        if not self.sentinel:  # no persistence; a replica syncs at once (no 5 s delay)
+            args += ["--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: self.client().ping(), 10, f"redis-server on {self.port} answers")
         return self
@@ -223,6 +224,16 @@ class RedisCluster(_Shape):
                     found.append(node)
         return found
 
+    def primary_for(self, key: str) -> RedisServer:
+        """The primary that serves ``key``'s slot now."""
+        for node in self.primaries():
+            try:
+                node.client().exists(key)
+            except redis.ResponseError:  # MOVED: another primary serves it
+                continue
+            return node
+        raise RuntimeError(f"no primary serves {key!r}")
+
     def replica_of(self, primary: RedisServer) -> RedisServer:
         for node in self.servers:
             with contextlib.suppress(redis.RedisError):
@@ -246,11 +257,10 @@ class RedisCluster(_Shape):
 
 
 def synced(primary: RedisServer, replicas: int = 1) -> bool:
-    """The primary has ``replicas`` replicas online that acknowledged its last write."""
+    """The primary has ``replicas`` replicas online, acknowledging within the last second."""
     info = primary.client().info("replication")
-    offset = int(info["master_repl_offset"])
     found = [info.get(f"slave{i}") for i in range(int(info["connected_slaves"]))]
-    online = [r for r in found if r and r["state"] == "online" and int(r["offset"]) >= offset]
+    online = [r for r in found if r and r["state"] == "online" and int(r["lag"]) <= 1]
     return len(online) >= replicas
 
 

@@ -20,16 +20,18 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
+from hub.errors import StoreUnavailable
 from hub.testing_redis import RedisCluster, SentinelGroup, synced, wait_until
 from tests.conftest import fixture_json
 
 BOOKINGS = 6
+_URI = "https://api.calendly.com/scheduled_events/EV{n}/invitees/INV{n:03d}"
 CONCURRENCY = 4
 
 
 def _bodies(n: int) -> tuple[bytes, bytes]:
     """A booking's confirmation and its cancellation."""
-    uri = f"https://api.calendly.com/scheduled_events/EV{n}/invitees/INV{n:03d}"
+    uri = _URI.format(n=n)
     bodies = []
     for name in ("invitee_created", "invitee_canceled"):
         webhook = fixture_json(f"calendly/{name}.json")
@@ -61,25 +63,36 @@ class Provider:
             await asyncio.sleep(0.1)
 
 
-async def _scenario(hub: Any, kill_and_recover: Any) -> None:
+async def _scenario(hub: Any, kill: Any, *, refusals: bool) -> None:
+    """``kill()`` kills a primary and returns ``recover()``, which waits until the store
+    is whole again and returns when."""
     provider = Provider(hub)
     worker = asyncio.create_task(hub.worker.run())
     bodies = [_bodies(n) for n in range(BOOKINGS)]
     await asyncio.gather(*(provider.post(created) for created, _ in bodies))
 
     killed_at = time.monotonic()
-    recovery = asyncio.create_task(asyncio.to_thread(kill_and_recover))
+    recover = await asyncio.to_thread(kill)
+    recovery = asyncio.create_task(asyncio.to_thread(recover))
     await asyncio.gather(*(provider.post(cancelled) for _, cancelled in bodies))
     recovered_at = await recovery
     hub.worker.stop()
     await worker
 
     # Leases of jobs whose outcome was lost with the primary run out; retries come due.
-    for _ in range(4):
+    # A replica that resyncs once more (Sentinel reconfiguring it) may refuse a WAIT:
+    # drain again, a bounded number of times, until a drain finds nothing to do.
+    for _ in range(10):
         hub.clock.advance(120)
-        await hub.worker.drain()
+        try:
+            if await hub.worker.drain() == 0:
+                break
+        except StoreUnavailable:
+            continue
 
     assert len(provider.accepted) == 2 * BOOKINGS
+    if refusals:  # the outage was seen: webhooks came while it lasted
+        assert provider.refused
     for sent, headers in provider.refused:
         assert killed_at <= sent <= recovered_at
         assert headers.get("Retry-After")
@@ -114,15 +127,21 @@ async def test_sentinel_failover_loses_no_accepted_webhook(start_hub) -> None:
     try:
         hub = await start_hub(**_config(group.url))
 
-        def kill_and_recover() -> float:
+        def kill() -> Any:
             old = group.primary()
             old.kill()
-            new = group.wait_for_new_primary(old)
-            old.start()  # back as a replica: min_replicas 1 can be met again
-            wait_until(lambda: synced(new), 30, "the old primary rejoins")
-            return time.monotonic()
 
-        await _scenario(hub, kill_and_recover)
+            def recover() -> float:
+                new = group.wait_for_new_primary(old)
+                # back as a replica of the new primary (an orchestrator restarting it from
+                # the configuration Sentinel keeps): min_replicas 1 can be met again
+                old.start("--replicaof", "127.0.0.1", str(new.port))
+                wait_until(lambda: synced(new), 30, "the old primary rejoins")
+                return time.monotonic()
+
+            return recover
+
+        await _scenario(hub, kill, refusals=True)
     finally:
         await asyncio.to_thread(group.stop)
 
@@ -132,15 +151,23 @@ async def test_cluster_failover_loses_no_accepted_webhook(start_hub) -> None:
     try:
         hub = await start_hub(**_config(cluster.url, partitions=6))
 
-        def kill_and_recover() -> float:
-            old = cluster.primaries()[0]
+        def kill() -> Any:
+            # the primary serving the first booking's partition
+            key = hub.store.keys_of(_URI.format(n=0)).prefix
+            old = cluster.primary_for(key)
             heir = cluster.replica_of(old)
             old.kill()
-            cluster.wait_for_failover(old, heir)
-            old.start()  # its nodes.conf makes it a replica of its successor
-            wait_until(cluster.healthy, 30, "the old primary rejoins the cluster")
-            return time.monotonic()
 
-        await _scenario(hub, kill_and_recover)
+            def recover() -> float:
+                cluster.wait_for_failover(old, heir)
+                old.start()  # its nodes.conf makes it a replica of its successor
+                wait_until(cluster.healthy, 30, "the old primary rejoins the cluster")
+                return time.monotonic()
+
+            return recover
+
+        # The cluster client retries through the failover of one shard: webhooks of its
+        # partitions may get a slower 202 rather than a 503.
+        await _scenario(hub, kill, refusals=False)
     finally:
         await asyncio.to_thread(cluster.stop)

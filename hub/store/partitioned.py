@@ -68,6 +68,10 @@ class PartitionedStore(RedisStore):
 
     # --- helpers -----------------------------------------------------------------------
 
+    def keys_of(self, key: str) -> Keys:
+        """The keys of the partition an ordering key goes to (without a route)."""
+        return self._partition_keys[partition_of(key, self.partitions)]
+
     def _gate_keys(self, destination: str) -> Keys:
         return Keys(gate_prefix(self.prefix, destination))
 
