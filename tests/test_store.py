@@ -305,3 +305,72 @@ async def test_enqueue_puts_jobs_on_the_queue_behind_their_keys(store) -> None:
     assert len(claimed) == 2499  # job_e1 waits behind job_e0, the same ordering key
     assert "job_e1" not in {j.id for j in claimed}
     assert (await store.get_job("job_e1")).state == "blocked"
+
+
+async def test_a_concurrency_limit_holds_across_workers_and_partitions(make_store) -> None:
+    """Four workers claim and finish 120 jobs of a destination limited to 3 at once, from
+    every partition: never more than 3 run together, and all of them run."""
+    import asyncio
+    import random
+
+    from hub.store import EndpointPolicy
+
+    store = make_store(endpoints={"api": EndpointPolicy(concurrency=3, circuit=False)})
+    rng = random.Random(7)
+    jobs = [
+        NewJob(f"job_l{n:04d}", "deliver", {"n": n}, NOW, "api", None, f"api|booking{n}")
+        for n in range(120)
+    ]
+    await store.enqueue(jobs, NOW)
+    running: set[str] = set()
+    most, done = 0, []
+    clock = [NOW]
+
+    async def worker() -> None:
+        nonlocal most
+        idle = 0
+        while idle < 3:
+            claimed = await store.claim(clock[0], 30, 5)
+            idle = 0 if claimed else idle + 1
+            for job in claimed:
+                running.add(job.id)
+            most = max(most, len(running))
+            for job in claimed:
+                await asyncio.sleep(0) if rng.random() < 0.5 else None
+                running.discard(job.id)
+                assert await store.complete(job, attempt(job), clock[0])
+                done.append(job.id)
+            clock[0] += 0.2  # the jobs held back for the limit come due again
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(4)))
+        assert most <= 3
+        assert sorted(done) == sorted(j.id for j in jobs)
+        [state] = await store.destination_states(["api"])
+        assert state.in_flight == 0
+    finally:
+        await store.close()
+
+
+async def test_an_open_circuit_lets_one_probe_through_from_all_partitions(make_store) -> None:
+    from hub.store import EndpointPolicy
+
+    policy = EndpointPolicy(min_requests=2, failure_ratio=0.5, open_for=30)
+    store = make_store(endpoints={"api": policy})
+    try:
+        jobs = [
+            NewJob(f"job_c{n:03d}", "deliver", {}, NOW, "api", None, f"api|b{n}") for n in range(40)
+        ]
+        await store.enqueue(jobs, NOW)
+        first = await store.claim(NOW, 30, 2)
+        changed = [await store.retry(j, attempt(j, "retry"), NOW + 1, "fail") for j in first]
+        assert changed[-1].circuit == "open"
+        assert await store.claim(NOW + 10, 30, 50) == []  # open: nothing runs
+        probes = await store.claim(NOW + 31, 30, 50)  # half open: one probe
+        assert len(probes) == 1
+        assert await store.claim(NOW + 31.5, 30, 50) == []
+        recorded = await store.complete(probes[0], attempt(probes[0]), NOW + 32, health="ok")
+        assert recorded.circuit == "closed"
+        assert len(await store.claim(NOW + 40, 30, 50)) == 39  # closed: all the rest run
+    finally:
+        await store.close()
