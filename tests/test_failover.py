@@ -171,3 +171,16 @@ async def test_cluster_failover_loses_no_accepted_webhook(start_hub) -> None:
         await _scenario(hub, kill, refusals=False)
     finally:
         await asyncio.to_thread(cluster.stop)
+
+
+async def test_an_accept_no_replica_confirmed_is_refused_and_so_is_its_retry(start_hub) -> None:
+    """One Redis without replicas, min_replicas 1: the webhook is stored but not confirmed,
+    so the provider hears 503 and retries; the retry finds it stored, and is refused too
+    until a replica has it (its answer waits on the same confirmation)."""
+    hub = await start_hub(store__min_replicas=1, store__replica_timeout="10ms")
+    created, _ = _bodies(0)
+    for _ in range(2):
+        response = await hub.post_calendly(created)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        assert (await response.json())["error"] == "store_unavailable"

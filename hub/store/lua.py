@@ -151,7 +151,12 @@ if ARGV[11] and ARGV[11] ~= '' then
 end
 local dk = p .. 'dedup:' .. source .. ':' .. dedup
 local existing = redis.call('GET', dk)
-if existing then return {existing, 1} end
+if existing then
+  -- a write, so that a WAIT after this call also covers the first accept (a retry after
+  -- a 503 must not be answered 202 before the stored webhook reached the replicas)
+  redis.call('SET', dk, existing, 'KEEPTTL')
+  return {existing, 1}
+end
 redis.call('SET', dk, event_id, 'EX', ttl)
 redis.call('HSET', p .. 'event:' .. event_id, 'source', source, 'body', body,
            'received_at', now, 'order_key', okey, 'dispatch_job', job_id)
