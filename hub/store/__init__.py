@@ -14,6 +14,10 @@ state is ``blocked``). When it is done or dead, the next one becomes due.
 Jobs of a **destination** pass two gates when claimed: its concurrency limit (jobs of it
 in flight across all workers) and its circuit breaker. While the breaker is open, or the
 destination is disabled, its jobs are put back to wait without using up an attempt.
+
+On a Redis Cluster (or with ``partitions`` > 1) the keys are split into **partitions**
+(``hub/store/partitions.py``, ``hub/store/partitioned.py``): everything of one booking in
+one partition, the gates of each destination in a slot of their own.
 """
 
 from __future__ import annotations
