@@ -102,6 +102,27 @@ local function unclaim(id, dest)
   if redis.call('HGET', dk, 'probe') == id then redis.call('HSET', dk, 'probe', '') end
 end
 
+-- The gates of a destination for one job, with `running` of its jobs running now: 0 if
+-- it may run (taking the probe of a circuit open long enough), else when to try it again:
+-- behind the jobs of other destinations that are due now when the limit is reached, at
+-- the end of an open circuit, later while disabled or while another probe runs.
+local function gate(dk, id, running, max_in_flight, circuit_off)
+  local d = redis.call('HMGET', dk, 'state', 'open_until', 'probe')
+  local state = d[1] or 'closed'
+  if circuit_off and (state == 'open' or state == 'half_open') then state = 'closed' end
+  if (max_in_flight or 0) > 0 and running >= max_in_flight then return now + 100 end
+  if state == 'disabled' then return now + 60000 end
+  if state == 'open' then
+    if now < num(d[2], 0) then return num(d[2], 0) end
+    set_state(dk, 'half_open', 'probing')
+    redis.call('HSET', dk, 'probe', id)
+  elseif state == 'half_open' then
+    if d[3] and d[3] ~= '' then return now + 1000 end
+    redis.call('HSET', dk, 'probe', id)
+  end
+  return 0
+end
+
 -- One outcome for a destination's circuit breaker. Returns the new state if it changed.
 -- With the circuit off, only the outcome of a probe still out is taken (it closes).
 local function breaker(dest, id, health, window, ratio, min_calls, open_for, enabled)
@@ -213,32 +234,14 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'q:due', '-inf', now, 'LIMI
   elseif gated and f[3] and f[3] ~= '' then
     local dest = f[3]
     local dk = p .. 'dest:' .. dest
-    local d = redis.call('HMGET', dk, 'state', 'open_until', 'inflight', 'probe')
-    local state = d[1] or 'closed'
-    if circuit_off[dest] and (state == 'open' or state == 'half_open') then state = 'closed' end
-    if (max_in_flight[dest] or 0) > 0 and num(d[3], 0) >= max_in_flight[dest] then
-      defer(id, now + 100)  -- behind the jobs of other destinations that are due now
+    local running = num(redis.call('HGET', dk, 'inflight'), 0)
+    local wait = gate(dk, id, running, max_in_flight[dest], circuit_off[dest])
+    if wait > 0 then
+      defer(id, wait)
       go = false
-    elseif state == 'disabled' then
-      defer(id, now + 60000)
-      go = false
-    elseif state == 'open' then
-      if now < num(d[2], 0) then
-        defer(id, num(d[2], 0))
-        go = false
-      else
-        set_state(dk, 'half_open', 'probing')
-        redis.call('HSET', dk, 'probe', id)
-      end
-    elseif state == 'half_open' then
-      if d[4] and d[4] ~= '' then
-        defer(id, now + 1000)
-        go = false
-      else
-        redis.call('HSET', dk, 'probe', id)
-      end
+    else
+      redis.call('HINCRBY', dk, 'inflight', 1)
     end
-    if go then redis.call('HINCRBY', dk, 'inflight', 1) end
   end
   if go then
     redis.call('ZREM', p .. 'q:due', id)
@@ -521,28 +524,7 @@ end
 local out = {}
 for i = 7, #ARGV do
   local entry = ARGV[i]
-  local d = redis.call('HMGET', dk, 'state', 'open_until', 'probe')
-  local state = d[1] or 'closed'
-  if circuit_off and (state == 'open' or state == 'half_open') then state = 'closed' end
-  local wait = 0
-  if max_in_flight > 0 and redis.call('ZCARD', rk) >= max_in_flight then
-    wait = now + 100
-  elseif state == 'disabled' then
-    wait = now + 60000
-  elseif state == 'open' then
-    if now < num(d[2], 0) then
-      wait = num(d[2], 0)
-    else
-      set_state(dk, 'half_open', 'probing')
-      redis.call('HSET', dk, 'probe', entry)
-    end
-  elseif state == 'half_open' then
-    if d[3] and d[3] ~= '' then
-      wait = now + 1000
-    else
-      redis.call('HSET', dk, 'probe', entry)
-    end
-  end
+  local wait = gate(dk, entry, redis.call('ZCARD', rk), max_in_flight, circuit_off)
   if wait == 0 then redis.call('ZADD', rk, expiry, entry) end
   out[#out + 1] = wait
 end
