@@ -56,6 +56,7 @@ def make_store(request, redis_prefix):
             url, prefix=prefix, partitions=partitions, min_replicas=replicas, **options
         )
 
+    make.shape = shape
     return make
 
 
@@ -372,5 +373,30 @@ async def test_an_open_circuit_lets_one_probe_through_from_all_partitions(make_s
         recorded = await store.complete(probes[0], attempt(probes[0]), NOW + 32, health="ok")
         assert recorded.circuit == "closed"
         assert len(await store.claim(NOW + 40, 30, 50)) == 39  # closed: all the rest run
+    finally:
+        await store.close()
+
+
+async def test_claims_share_the_limit_among_partitions_with_work(make_store) -> None:
+    """A partition with a backlog does not starve one with a single job due later, and a
+    claim with nothing due anywhere finds nothing."""
+    from hub.store.partitions import partition_of
+
+    if make_store.shape in ("plain", "sentinel"):
+        pytest.skip("one partition: due order decides")
+    store = make_store()
+    try:
+        home = partition_of("d|0", 4)
+        crowd = [k for k in (f"d|{n}" for n in range(400)) if partition_of(k, 4) == home][:60]
+        other = next(k for k in (f"d|{n}" for n in range(400)) if partition_of(k, 4) != home)
+        await store.enqueue(
+            [NewJob(f"job_b{n:03d}", "deliver", {}, NOW, "d", None, k) for n, k in enumerate(crowd)]
+            + [NewJob("job_other", "deliver", {}, NOW + 1, "d", None, other)],
+            NOW,
+        )
+        assert await store.claim(NOW - 1, 30, 4) == []
+        claimed = await store.claim(NOW + 1, 30, 2)
+        assert {j.partition for j in claimed} == {home, partition_of(other, 4)}
+        assert "job_other" in {j.id for j in claimed}
     finally:
         await store.close()
