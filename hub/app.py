@@ -34,6 +34,7 @@ from hub.plugins import get_plugin_manager
 from hub.routing import Router
 from hub.runtime import build_destinations, build_sources
 from hub.store import Store, open_store
+from hub.store.embedded import socket_url
 from hub.worker import Worker
 
 __all__ = ["create_app", "make_worker", "store_from_config"]
@@ -89,7 +90,7 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
 def store_from_config(config: Config) -> Store:
     settings = config.store
     return open_store(
-        settings.url,
+        socket_url(settings.path) if settings.embedded else settings.url,
         prefix=settings.prefix,
         dedup_window=settings.dedup_window.total_seconds(),
         retention=settings.retention.total_seconds(),

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -23,10 +24,27 @@ from hub.crypto import new_key
 from hub.errors import ConfigError, StoreError
 from hub.logs import configure_logging
 from hub.plugins import get_plugin_manager
+from hub.store.embedded import attached
 
 __all__ = ["main"]
 
 log = structlog.get_logger("hub")
+
+
+# ``--config`` is taken before or after a command's action (``hub dlq --config F list``,
+# ``hub dlq list --config F``); every parser of a command that reads hub.yaml has it as a
+# parent. Its default is filled in after parsing, so a later parser's does not overwrite
+# an earlier one's value.
+CONFIG_OPTION = argparse.ArgumentParser(add_help=False)
+CONFIG_OPTION.add_argument(
+    "--config",
+    default=argparse.SUPPRESS,
+    help="configuration file (default: $HUB_CONFIG or hub.yaml)",
+)
+
+# Commands that deliver or check everything need every secret of hub.yaml; the others
+# only read or change the store, and run with some unset.
+NEEDS_SECRETS = frozenset({"serve", "worker", "check"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,13 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument(
-            "--config",
-            default=os.environ.get("HUB_CONFIG", "hub.yaml"),
-            help="configuration file (default: $HUB_CONFIG or hub.yaml)",
-        )
-        return sub
+        return commands.add_parser(name, help=help, description=help, parents=[CONFIG_OPTION])
 
     serve = command("serve", "Run the HTTP intake and a worker in one process.")
     serve.add_argument("--host", help="override server.host")
@@ -62,12 +74,16 @@ def _parser() -> argparse.ArgumentParser:
 
     dlq = command("dlq", "Dead letters: jobs given up on, with their attempts.")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    dlq_list = dlq_commands.add_parser("list", help="List dead letters, oldest first.")
+    dlq_list = dlq_commands.add_parser(
+        "list", help="List dead letters, oldest first.", parents=[CONFIG_OPTION]
+    )
     dlq_list.add_argument("--destination", help="only this destination's")
     dlq_list.add_argument("--since", help="only those given up since: 2h, or an ISO time")
     dlq_list.add_argument("--limit", type=int, default=100)
     dlq_list.add_argument("--json", action="store_true", help="print JSON")
-    dlq_show = dlq_commands.add_parser("show", help="Show one job and all its attempts.")
+    dlq_show = dlq_commands.add_parser(
+        "show", help="Show one job and all its attempts.", parents=[CONFIG_OPTION]
+    )
     dlq_show.add_argument("id")
 
     replay = command(
@@ -96,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = os.environ.get("HUB_CONFIG", "hub.yaml")
     if args.command == "schema":
         from hub.model import json_schema
 
@@ -121,11 +139,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     pm = get_plugin_manager()
     try:
-        config = load_config(args.config, pm)
+        config = load_config(args.config, pm, secrets=args.command in NEEDS_SECRETS)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    try:
+        with attached(config.store.path if config.store.embedded else None):
+            return _run(config, pm, args)
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(config: Config, pm: pluggy.PluginManager, args: argparse.Namespace) -> int:
+    """A command that uses the store, with the store running."""
     if args.command == "serve":
+        host = args.host or config.server.host
+        port = args.port if args.port is not None else config.server.port
+        problem = _cannot_listen(host, port)
+        if problem:
+            print(f"error: cannot listen on {host}:{port}: {problem}", file=sys.stderr)
+            return 2
         configure_logging(config.log.level, config.log.format)
         return _serve(config, args)
     if args.command == "worker":
@@ -150,10 +184,15 @@ async def _operate(config: Config, pm: pluggy.PluginManager, args: argparse.Name
     store = store_from_config(config)
     try:
         if args.command == "check":
-            print(
-                f"{args.config}: valid ({len(config.sources)} sources, "
-                f"{len(config.destinations)} destinations, {len(config.routes)} routes)"
+            counted = ", ".join(
+                plural(len(items), noun)
+                for items, noun in (
+                    (config.sources, "source"),
+                    (config.destinations, "destination"),
+                    (config.routes, "route"),
+                )
             )
+            print(f"{args.config}: valid ({counted})")
             await operations.check_settings(config, store, pm, sys.stderr)
             return 0
         if args.command == "dlq" and args.dlq_command == "list":
@@ -187,6 +226,11 @@ async def _operate(config: Config, pm: pluggy.PluginManager, args: argparse.Name
         await store.close()
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 source``, ``2 sources``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _use_uvloop() -> None:
     """uvloop's event loop where it is installed: the same asyncio, faster."""
     try:
@@ -200,6 +244,23 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     if args.processes > 1:
         return _serve_processes(config, args)
     return _serve_one(config, args, reuse_port=False)
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the intake could not listen on host:port (address in use, no such address),
+    or None. It binds as the server will (SO_REUSEADDR), and lets go at once."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as error:
+        return str(error.strerror or error)
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                return str(error.strerror or error).lower()
+    return None
 
 
 def _serve_processes(config: Config, args: argparse.Namespace) -> int:
@@ -231,15 +292,19 @@ def _serve_one(config: Config, args: argparse.Namespace, *, reuse_port: bool) ->
     port = args.port if args.port is not None else config.server.port
     app = create_app(config, run_worker=not args.no_worker)
     log.info("hub.serving", host=host, port=port, config=config.path, version=__version__)
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        shutdown_timeout=config.server.shutdown_timeout.total_seconds(),
-        access_log=None,
-        print=None,
-        reuse_port=reuse_port or None,
-    )
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            shutdown_timeout=config.server.shutdown_timeout.total_seconds(),
+            access_log=None,
+            print=None,
+            reuse_port=reuse_port or None,
+        )
+    except OSError as error:  # the port was taken between the check and the bind
+        print(f"error: cannot listen on {host}:{port}: {error.strerror or error}", file=sys.stderr)
+        return 2
     log.info("hub.stopped")
     return 0
 

@@ -7,6 +7,7 @@ from typing import Any
 import cel
 import structlog
 
+from hub.fieldpaths import unknown_field
 from hub.model import BookingEvent
 
 __all__ = [
@@ -67,9 +68,13 @@ class Condition(Expression):
 
 def _compile(where: str, source: str) -> Any:
     try:
-        return cel.compile(source)
+        program = cel.compile(source)
     except (ValueError, RuntimeError) as error:
         raise ValueError(f"{where}: `{source}` does not compile: {error}") from None
+    problem = unknown_field(source)
+    if problem:
+        raise ValueError(f"{where}: `{source}`: {problem}")
+    return program
 
 
 def compile_condition(route: str, source: str) -> Condition:

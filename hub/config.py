@@ -52,12 +52,22 @@ __all__ = [
 ]
 
 
+EMBEDDED = "embedded"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class StoreConfig(_Section):
-    url: str = Field("redis://localhost:6379/0", description="Redis URL of the store")
+    url: str = Field(
+        "redis://localhost:6379/0",
+        description="Redis URL of the store, or `embedded`: a server the hub runs itself",
+    )
+    path: Path = Field(
+        Path(".hub/store"),
+        description="The embedded store's data directory (relative: to hub.yaml's directory)",
+    )
     prefix: str = Field("hub", description="Prefix of every Redis key the hub writes")
     dedup_window: Duration = Field(
         timedelta(days=3),
@@ -118,10 +128,24 @@ class StoreConfig(_Section):
     @field_validator("url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
+        if value == EMBEDDED:
+            return value
         from hub.store.connect import parse_store_url
 
         parse_store_url(value)
         return value
+
+    @field_validator("path")
+    @classmethod
+    def _plain_path(cls, value: Path) -> Path:
+        if any(ord(char) < 32 or ord(char) == 127 for char in str(value)):
+            raise ValueError("a path with control characters (a line break, say) is refused")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """The hub runs the store itself (``store: embedded``), in ``path``."""
+        return self.url == EMBEDDED
 
 
 class ServerConfig(_Section):
@@ -311,8 +335,10 @@ _Loader.add_implicit_resolver(
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def interpolate(text: str, environ: Mapping[str, str]) -> str:
-    """Replace ``${VAR}`` and ``${VAR:-default}``; ``$$`` is a literal ``$``."""
+def interpolate(text: str, environ: Mapping[str, str], missing: list[str] | None = None) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}``; ``$$`` is a literal ``$``. An unset
+    ``${VAR}`` raises KeyError, or, given a ``missing`` list, is added to it and left
+    empty."""
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
@@ -321,7 +347,10 @@ def interpolate(text: str, environ: Mapping[str, str]) -> str:
         value = environ.get(name)
         if value is None or (value == "" and default is not None):
             if default is None:
-                raise KeyError(name)
+                if missing is None:
+                    raise KeyError(name)
+                missing.append(name)
+                return ""
             return default
         return value
 
@@ -329,28 +358,43 @@ def interpolate(text: str, environ: Mapping[str, str]) -> str:
 
 
 def _interpolate_nodes(
-    node: yaml.Node, environ: Mapping[str, str], where: str, seen: set[int] | None = None
+    node: yaml.Node,
+    environ: Mapping[str, str],
+    missing: dict[str, int],
+    seen: set[int] | None = None,
 ) -> None:
+    """Interpolate every string in the tree; unset variables go to ``missing`` (name: the
+    first line that uses it) and are left empty."""
     seen = set() if seen is None else seen
     if id(node) in seen:  # an alias: the anchored node is done already
         return
     seen.add(id(node))
     if isinstance(node, yaml.ScalarNode):
         if "$" in node.value and node.tag == "tag:yaml.org,2002:str":
-            try:
-                node.value = interpolate(node.value, environ)
-            except KeyError as missing:
-                raise ConfigError(
-                    f"{where}:{node.start_mark.line + 1}: environment variable "
-                    f"{missing.args[0]} is not set (write ${{{missing.args[0]}:-default}} "
-                    "to give a default)"
-                ) from None
+            unset: list[str] = []
+            node.value = interpolate(node.value, environ, unset)
+            for name in unset:
+                missing.setdefault(name, node.start_mark.line + 1)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _interpolate_nodes(item, environ, where, seen)
+            _interpolate_nodes(item, environ, missing, seen)
     elif isinstance(node, yaml.MappingNode):
         for _key, value in node.value:
-            _interpolate_nodes(value, environ, where, seen)
+            _interpolate_nodes(value, environ, missing, seen)
+
+
+def _missing_variables(missing: dict[str, int], where: str) -> str:
+    """One error naming every unset variable, each with the line that first uses it."""
+    names = sorted(missing, key=lambda name: missing[name])
+    listed = ", ".join(f"{name} (line {missing[name]})" for name in names)
+    if len(names) == 1:
+        head = f"environment variable {names[0]} is not set (set it"
+    else:
+        head = f"{len(names)} environment variables are not set: {listed} (set them"
+    return (
+        f"{where}:{missing[names[0]]}: {head} in the environment, or write ${{VAR:-default}} "
+        "to give a default)"
+    )
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -378,15 +422,25 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 
 def _format_errors(
-    error: ValidationError, root: yaml.Node | None, where: str, prefix: tuple[Any, ...] = ()
+    error: ValidationError,
+    root: yaml.Node | None,
+    where: str,
+    prefix: tuple[Any, ...] = (),
+    unset_lines: frozenset[int] = frozenset(),
 ) -> list[str]:
+    """One message per error; none for a line whose variable is unset (reported once,
+    with the others, already)."""
     lines = []
     for item in error.errors():
         loc = prefix + tuple(p for p in item["loc"] if p not in ("function-after",))
         line = _line_of(root, loc)
+        if line in unset_lines:
+            continue
         path = ".".join(str(p) for p in loc) or "(top level)"
         at = f"{where}:{line}" if line else where
         message = item["msg"]
+        if item["type"] in ("value_error", "assertion_error"):
+            message = str(item.get("ctx", {}).get("error", message))
         if item["type"] == "extra_forbidden":
             message = "unknown option (check its spelling)"
         elif item["type"] == "missing":
@@ -402,14 +456,17 @@ def load_config(
     path: str | Path,
     plugin_manager: pluggy.PluginManager,
     environ: Mapping[str, str] | None = None,
+    *,
+    secrets: bool = True,
 ) -> Config:
-    """Read, interpolate and validate a configuration file. Raises ConfigError."""
+    """Read, interpolate and validate a configuration file. Raises ConfigError. See
+    ``parse_config`` for ``secrets``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the configuration file: {error.strerror}") from None
-    return parse_config(text, plugin_manager, environ=environ, where=str(path))
+    return parse_config(text, plugin_manager, environ=environ, where=str(path), secrets=secrets)
 
 
 def parse_config(
@@ -418,8 +475,14 @@ def parse_config(
     *,
     environ: Mapping[str, str] | None = None,
     where: str = "hub.yaml",
+    secrets: bool = True,
 ) -> Config:
-    """Validate configuration text; ``where`` names it in error messages."""
+    """Validate configuration text; ``where`` names it in error messages. Every problem
+    of the file is reported in one ConfigError, one line each.
+
+    With ``secrets=False`` (commands that only read or change the store), unset
+    variables are no error: a connector whose only problems are unset variables gets the
+    options every connector of its kind has, and nothing it could deliver with."""
     from hub.plugins import destination_connectors, source_connectors
 
     environ = os.environ if environ is None else environ
@@ -429,57 +492,108 @@ def parse_config(
         mark = getattr(error, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark else where
         raise ConfigError(f"{at}: not valid YAML: {getattr(error, 'problem', error)}") from None
+    missing: dict[str, int] = {}
     if root is not None:
-        _interpolate_nodes(root, environ, where)
+        _interpolate_nodes(root, environ, missing)
     data = _Loader("").construct_document(root) if root is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where}:1: expected a mapping of options at the top level")
-    try:
-        file = _File.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError("\n".join(_format_errors(error, root, where))) from None
+    checked = _Checked(root, where, frozenset(missing.values()), lenient=not secrets)
+    if missing and secrets:
+        checked.problems.append(_missing_variables(missing, where))
+    file, route_at = _file(data, checked)
 
-    problems: list[str] = []
     base = Path(where).parent  # relative paths in the file are relative to the file
+    file.store.path = base / file.store.path
     sources = _connector_configs(
-        "sources", file.sources, source_connectors(plugin_manager), root, where, problems, base
+        "sources", file.sources, source_connectors(plugin_manager), checked, base
     )
     destination_classes = destination_connectors(plugin_manager)
     destinations = _connector_configs(
-        "destinations", file.destinations, destination_classes, root, where, problems, base
+        "destinations", file.destinations, destination_classes, checked, base
     )
     lease = file.worker.lease
     for name, destination in destinations.items():
         if destination.timeout >= lease:  # type: ignore[attr-defined]
             line = _line_of(root, ("destinations", name, "timeout"))
-            problems.append(
+            checked.problems.append(
                 f"{where}:{line}: destinations.{name}.timeout: must be shorter than "
                 f"worker.lease ({lease.total_seconds():g} s), or a slow attempt loses its "
                 "lease and runs twice"
             )
-    actions = _route_actions(file, destinations, destination_classes, root, where, problems)
-    if problems:
-        raise ConfigError("\n".join(problems))
+    actions = _route_actions(file, route_at, destinations, destination_classes, checked)
+    if checked.problems:
+        raise ConfigError("\n".join(checked.problems))
     return Config(file, sources, destinations, actions, where)
+
+
+class _Checked:
+    """What the checks of one file share: its tree, its name, the lines whose variables
+    are unset, and the problems found so far."""
+
+    def __init__(
+        self, root: yaml.Node | None, where: str, unset_lines: frozenset[int], *, lenient: bool
+    ) -> None:
+        self.root = root
+        self.where = where
+        self.unset_lines = unset_lines
+        self.lenient = lenient
+        self.problems: list[str] = []
+
+    def errors(self, error: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
+        return _format_errors(error, self.root, self.where, prefix, self.unset_lines)
+
+
+def _file(data: dict[str, Any], checked: _Checked) -> tuple[_File, list[int]]:
+    """The file's own shape, with each route checked on its own, so that one bad option
+    does not hide the problems of the rest. Returns the valid part, and the index in the
+    file of each valid route."""
+    routes = data.get("routes")
+    rest = {key: value for key, value in data.items() if key != "routes"}
+    try:
+        file = _File.model_validate(rest)
+    except ValidationError as error:
+        checked.problems.extend(checked.errors(error))
+        failed = {item["loc"][0] for item in error.errors() if item["loc"]}
+        try:
+            file = _File.model_validate({k: v for k, v in rest.items() if k not in failed})
+        except ValidationError:  # pragma: no cover - every failing section was left out
+            raise ConfigError("\n".join(checked.problems)) from None
+    route_at: list[int] = []
+    if routes is None:
+        return file, route_at
+    if not isinstance(routes, list):
+        try:
+            _File.model_validate({"routes": routes})
+        except ValidationError as error:
+            checked.problems.extend(checked.errors(error))
+        return file, route_at
+    for i, route in enumerate(routes):
+        try:
+            file.routes.append(RouteConfig.model_validate(route))
+            route_at.append(i)
+        except ValidationError as error:
+            checked.problems.extend(checked.errors(error, ("routes", i)))
+    return file, route_at
 
 
 def _connector_configs(
     section: str,
     specs: dict[str, ConnectorSpec],
     classes: Mapping[str, type[SourceConnector] | type[DestinationConnector]],
-    root: yaml.Node | None,
-    where: str,
-    problems: list[str],
+    checked: _Checked,
     base: Path,
 ) -> dict[str, BaseModel]:
+    from hub.connector import DestinationConfig, SourceConfig
+
     typed = {}
     for name, spec in specs.items():
         cls = classes.get(spec.connector)
         if cls is None:
             known = ", ".join(sorted(classes)) or "none"
-            line = _line_of(root, (section, name, "connector"))
-            problems.append(
-                f"{where}:{line}: {section}.{name}.connector: unknown connector "
+            line = _line_of(checked.root, (section, name, "connector"))
+            checked.problems.append(
+                f"{checked.where}:{line}: {section}.{name}.connector: unknown connector "
                 f"{spec.connector!r} (loaded: {known})"
             )
             continue
@@ -488,25 +602,35 @@ def _connector_configs(
                 spec.model_dump(), context={"base_dir": base}
             )
         except ValidationError as error:
-            problems.extend(_format_errors(error, root, where, (section, name)))
+            found = checked.errors(error, (section, name))
+            if found or not checked.lenient:
+                checked.problems.extend(found)
+                continue
+            # Only unset variables: the options every connector of its kind has.
+            common = SourceConfig if section == "sources" else DestinationConfig
+            given = spec.model_dump()
+            typed[name] = common.model_validate(
+                {key: given[key] for key in common.model_fields if key in given}
+            )
     return typed
 
 
 def _route_actions(
     file: _File,
+    route_at: list[int],
     destinations: dict[str, BaseModel],
     classes: Mapping[str, type[DestinationConnector]],
-    root: yaml.Node | None,
-    where: str,
-    problems: list[str],
+    checked: _Checked,
 ) -> list[list[BaseModel]]:
+    root, where, problems = checked.root, checked.where, checked.problems
     names = [route.name for route in file.routes]
-    for i, name in enumerate(names):
-        if name in names[:i]:
+    for k, name in enumerate(names):
+        if name in names[:k]:
+            i = route_at[k]
             line = _line_of(root, ("routes", i, "name"))
             problems.append(f"{where}:{line}: routes.{i}.name: route name {name!r} is used twice")
     actions: list[list[BaseModel]] = []
-    for i, route in enumerate(file.routes):
+    for i, route in zip(route_at, file.routes, strict=True):
         typed_route: list[BaseModel] = []
         for j, spec in enumerate(route.send):
             loc = ("routes", i, "send", j)
@@ -522,8 +646,7 @@ def _route_actions(
                 action = cls.action_model.model_validate(spec.model_dump())
             except ValidationError as error:
                 problems.extend(
-                    f"{line} (route {route.name!r})"
-                    for line in _format_errors(error, root, where, loc)
+                    f"{line} (route {route.name!r})" for line in checked.errors(error, loc)
                 )
                 continue
             for event_type in route.on:

@@ -97,7 +97,10 @@ async def receive(request: web.Request) -> web.Response:
         metrics.intake_seconds.observe(time.perf_counter() - started)
     outcome = "duplicate" if accepted.duplicate else "accepted"
     metrics.webhook(name, outcome)
-    log.info("intake." + outcome, source=name, event_id=event_id, id=accepted.id)
+    if accepted.duplicate:  # the id of the event accepted before; this request's for tracing
+        log.info("intake.duplicate", source=name, event_id=accepted.id, request_id=event_id)
+    else:
+        log.info("intake.accepted", source=name, event_id=accepted.id)
     worker = app.get(WORKER)
     if worker is not None and not accepted.duplicate:
         worker.wake()

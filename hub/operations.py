@@ -12,6 +12,7 @@ from typing import TextIO
 import orjson
 
 from hub.config import Config
+from hub.demo import demo_secrets
 from hub.errors import StoreError
 from hub.ids import new_id
 from hub.plugins import destination_connectors
@@ -54,6 +55,13 @@ def parse_since(value: str, now: float) -> float:
 
 async def check_settings(config: Config, store: Store, pm: object, out: TextIO) -> list[str]:
     """Warnings about settings that put accepted events at risk; [] when there are none."""
+    if config.store.embedded:
+        print(
+            f"note: the store is embedded (data in {config.store.path}): it serves this "
+            "machine only. In production, and for hub processes on several machines, set "
+            "store.url to a Redis, e.g. redis://redis:6379/0 (HUB_STORE in the sample).",
+            file=out,
+        )
     warnings = []
     try:
         settings = await store.settings()
@@ -70,6 +78,12 @@ async def check_settings(config: Config, store: Store, pm: object, out: TextIO) 
         warnings.append(
             "Redis appendonly is off: a Redis restart loses every accepted webhook not yet "
             "delivered; set appendonly yes"
+        )
+    demo = demo_secrets({"sources": config.sources, "destinations": config.destinations})
+    if demo:
+        warnings.append(
+            f"demo secrets (demo.env) in {', '.join(demo)}: anyone who has read demo.env can "
+            "sign webhooks to this hub; set real ones before real traffic"
         )
     classes = destination_connectors(pm)  # type: ignore[arg-type]
     for name, destination in config.destinations.items():

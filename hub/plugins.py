@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import sys
 from typing import TypeVar
 
 import pluggy
@@ -37,12 +39,29 @@ def get_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager
     pm = pluggy.PluginManager("hub")
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
-        pm.load_setuptools_entrypoints("hub")
+        _load_entrypoints(pm)
     for name in DEFAULT_PLUGINS:
         if pm.get_plugin(name) is None:
             pm.register(importlib.import_module(name), name=name)
     pm.check_pending()
     return pm
+
+
+def _load_entrypoints(pm: pluggy.PluginManager) -> None:
+    """Each plugin of the ``hub`` entry point group on its own: one that fails to import
+    is named on stderr in one line, and the others load."""
+    for entry_point in importlib.metadata.entry_points(group="hub"):
+        try:
+            pm.load_setuptools_entrypoints("hub", entry_point.name)
+        except Exception as error:
+            dist = getattr(entry_point, "dist", None)
+            where = f" (from {dist.name} {dist.version})" if dist is not None else ""
+            message = f"{type(error).__name__}: {error}".splitlines()[0]
+            print(
+                f"warning: plugin {entry_point.name} = {entry_point.value}{where} was not "
+                f"loaded: {message}",
+                file=sys.stderr,
+            )
 
 
 def _by_name(results: list[list[type[T]]], kind: str) -> dict[str, type[T]]:

@@ -122,5 +122,17 @@ def compile_template(source: str, *, html: bool = False) -> Template:
     try:
         template.render(_sample())
     except TemplateFailed as error:
-        raise ValueError(f"template {source!r}: {error.__cause__}") from None
+        known = ", ".join(_names(variables(_sample())))
+        raise ValueError(f"template {source!r}: {error.__cause__} (variables: {known})") from None
     return template
+
+
+def _names(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every variable a template may use, as dotted names."""
+    names = []
+    for name, value in values.items():
+        if isinstance(value, dict):
+            names += _names(value, f"{prefix}{name}.")
+        else:
+            names.append(f"{prefix}{name}")
+    return names

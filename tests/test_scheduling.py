@@ -389,7 +389,7 @@ async def test_templates_render_the_neetocal_variables_in_each_time_zone(start_h
         ({"when": 'booking.meeting.name.startsWith("Con"'}, "route 'r': when: `booking.meeting"),
         (
             {"send": [{"to": "inxmail", "title": "{{ client.nme }}"}]},
-            "routes.0.send.0.title: Value error, template '{{ client.nme }}'",
+            "routes.0.send.0.title: template '{{ client.nme }}'",
         ),
         ({"send": [{"to": "inxmail", "title": "{% if %}"}]}, "(route 'r')"),
         (

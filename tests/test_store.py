@@ -4,25 +4,30 @@
     partitioned   the same Redis, four hash-tagged partitions and gates in their own slots
     sentinel      a 1-primary, 1-replica, 3-sentinel group of local servers, min_replicas 1
     cluster       a 3-primary Cluster with a replica each, four partitions, min_replicas 1
+    embedded      the server the hub runs itself on a unix socket (``store: embedded``)
 
-Each test gets a throwaway prefix; the Sentinel group and the Cluster start once a
-session (hub/testing_redis.py).
+Each test gets a throwaway prefix; the Sentinel group, the Cluster and the embedded server
+start once a session (hub/testing_redis.py, hub/store/embedded.py).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
 from hub.ids import new_id
 from hub.store import Attempt, NewJob, open_store
+from hub.store.embedded import EmbeddedServer
 from hub.store.partitions import scope
 from hub.testing_redis import RedisCluster, SentinelGroup
 from tests.conftest import REDIS_URL
 
 NOW = 1_800_000_000.0
-SHAPES = ["plain", "partitioned", "sentinel", "cluster"]
+SHAPES = ["plain", "partitioned", "sentinel", "cluster", "embedded"]
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +42,15 @@ def redis_cluster():
         yield cluster
 
 
+@pytest.fixture(scope="session")
+def embedded_store():
+    """The store the hub runs itself (``store: embedded``), in a short temporary path."""
+    parent = Path(tempfile.mkdtemp(prefix="hub-"))
+    with EmbeddedServer(parent / "store") as server:
+        yield server.url
+    shutil.rmtree(parent, ignore_errors=True)
+
+
 @pytest.fixture(params=SHAPES)
 def make_store(request, redis_prefix):
     """``make_store(**options)``: a store of the shape under test (the test closes it)."""
@@ -48,6 +62,8 @@ def make_store(request, redis_prefix):
         url, replicas = request.getfixturevalue("sentinel_group").url, 1
     elif shape == "cluster":
         url, partitions, replicas = request.getfixturevalue("redis_cluster").url, 4, 1
+    elif shape == "embedded":
+        url = request.getfixturevalue("embedded_store")
     prefix = redis_prefix if url == REDIS_URL else f"hubtest:{uuid.uuid4().hex[:12]}"
 
     def make(**options):
@@ -382,7 +398,7 @@ async def test_claims_share_the_limit_among_partitions_with_work(make_store) -> 
     claim with nothing due anywhere finds nothing."""
     from hub.store.partitions import partition_of
 
-    if make_store.shape in ("plain", "sentinel"):
+    if make_store.shape in ("plain", "sentinel", "embedded"):
         pytest.skip("one partition: due order decides")
     store = make_store()
     try:

@@ -67,7 +67,8 @@ def parse_store_url(url: str) -> StoreUrl:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in SCHEMES:
         raise ValueError(
-            "expected a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL"
+            "expected a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// "
+            "URL, or embedded"
         )
     if scheme in PLAIN_SCHEMES:
         return StoreUrl("plain", url, tls=scheme == "rediss")
