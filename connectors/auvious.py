@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import AnyHttpUrl, Field, SecretStr
+from pydantic import AnyHttpUrl, Field
 
 from hub import hookimpl
 from hub.connector import (
@@ -36,7 +36,8 @@ from hub.connector import (
 )
 from hub.errors import PermanentDelivery, RetryableDelivery
 from hub.model import Booking, BookingEvent
-from hub.outbound import RESPONSE_EXCERPT, parse_retry_after
+from hub.outbound import RESPONSE_EXCERPT, check_public, parse_retry_after, redirect_refused
+from hub.secrets import Credential
 from hub.units import Duration
 
 HANDLED = ("booking_confirmed", "booking_rescheduled", "booking_cancelled")
@@ -46,7 +47,7 @@ _MAX_BODY = 256 * 1024  # the most of an answer read
 class AuviousConfig(DestinationConfig):
     base_url: AnyHttpUrl = Field(description="e.g. https://auvious.video")
     client_id: str = Field(min_length=1)
-    client_secret: SecretStr
+    client_secret: Credential
     application_id: str = Field(description="The Auvious application appointments belong to")
     locale: str = Field("en-GB", description="Locale of the appointments")
     token_margin: Duration = Field(
@@ -158,11 +159,18 @@ class Auvious(DestinationConnector):
             "client_id": config.client_id,
             "client_secret": config.client_secret.get_secret_value(),
         }
+        url = f"{self._base}/security/oauth/token"
+        if config.deny_private_networks:
+            await check_public(url)
         try:
             async with self.context.http.post(
-                f"{self._base}/security/oauth/token", params=params
+                url, params=params, allow_redirects=False
             ) as response:
                 text = (await response.content.read(_MAX_BODY)).decode(errors="replace")
+                if 300 <= response.status < 400:
+                    redirect_refused(
+                        "the token endpoint", response.status, response.headers.get("Location"), ""
+                    )
                 if response.status in (400, 401, 403):
                     raise PermanentDelivery(
                         f"Auvious refused the client credentials ({response.status})",
@@ -201,12 +209,18 @@ class Auvious(DestinationConnector):
             if body is not None:
                 headers["Content-Type"] = "application/json"
                 data = orjson.dumps(body)
+            if self.config.deny_private_networks:
+                await check_public(self._base + path)
             try:
                 async with self.context.http.request(
-                    method, self._base + path, data=data, headers=headers
+                    method, self._base + path, data=data, headers=headers, allow_redirects=False
                 ) as response:
                     text = (await response.content.read(_MAX_BODY)).decode(errors="replace")
                     status = response.status
+                    if 300 <= status < 400:
+                        redirect_refused(
+                            f"{method} {path}", status, response.headers.get("Location"), text
+                        )
                     retry_after = parse_retry_after(
                         response.headers.get("Retry-After"), self.context.clock.now()
                     )

@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 import structlog
-from pydantic import Field, SecretStr
+from pydantic import AnyHttpUrl, Field, field_validator
 
 from hub import hookimpl
 from hub.connector import NormalizeContext, SourceConfig, SourceConnector
-from hub.errors import SignatureError
+from hub.errors import NormalizeError, SignatureError
 from hub.model import (
     Answer,
     Booking,
@@ -31,6 +32,7 @@ from hub.model import (
     Person,
     booking_uuid,
 )
+from hub.secrets import Credential, SigningKey
 from hub.units import Duration
 
 log = structlog.get_logger(__name__)
@@ -46,7 +48,7 @@ INVITEE_EVENTS = (
 
 
 class CalendlyConfig(SourceConfig):
-    signing_key: SecretStr = Field(description="The webhook subscription's signing key")
+    signing_key: SigningKey = Field(description="The webhook subscription's signing key")
     tolerance: Duration = Field(
         timedelta(seconds=180),
         description="Oldest (and furthest in the future) signature timestamp accepted",
@@ -59,6 +61,20 @@ class CalendlyConfig(SourceConfig):
     host_time_zone: str = Field(
         "UTC", description="The hosts' time zone (Calendly does not send it): host.starts_at"
     )
+    api_token: Credential | None = Field(
+        None,
+        description="A Calendly API token: to fetch the scheduled event of a webhook that "
+        "carries only its URI",
+    )
+    api_url: AnyHttpUrl = Field(
+        "https://api.calendly.com",  # type: ignore[assignment]
+        description="Calendly's API; replaces the origin of the event URIs fetched",
+    )
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 def sign(key: str, timestamp: int, body: bytes) -> str:
@@ -91,8 +107,12 @@ class Calendly(SourceConnector):
     config_model = CalendlyConfig
     schema = "calendly/webhook.json"
     config: CalendlyConfig
+    single_headers = (SIGNATURE_HEADER,)
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    def screen(self, headers: Mapping[str, str], now: float) -> None:
+        self._signatures(headers, now)
+
+    def _signatures(self, headers: Mapping[str, str], now: float) -> tuple[int, list[bytes]]:
         value = headers.get(SIGNATURE_HEADER)
         if not value:
             raise SignatureError(f"missing {SIGNATURE_HEADER} header")
@@ -102,6 +122,10 @@ class Calendly(SourceConnector):
             raise SignatureError(
                 f"signature timestamp {timestamp} is more than {tolerance:g} s from now"
             )
+        return timestamp, signatures
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        timestamp, signatures = self._signatures(headers, now)
         expected = sign(self.config.signing_key.get_secret_value(), timestamp, body)
         digest = expected.rpartition("v1=")[2].encode()
         if not any(hmac.compare_digest(digest, s) for s in signatures):
@@ -134,6 +158,8 @@ class Calendly(SourceConnector):
             log.info("calendly.ignored", event_id=context.inbound_event_id, calendly_event=name)
             return []
         ref = invitee["uri"]
+        if not isinstance(invitee.get("scheduled_event"), dict):
+            invitee = {**invitee, "scheduled_event": await self._scheduled_event(invitee, context)}
 
         def event(kind: str, booking: Booking, original: Booking | None = None) -> BookingEvent:
             return BookingEvent(
@@ -197,6 +223,39 @@ class Calendly(SourceConnector):
             return [event("marked_no_show", booking.model_copy(update={"no_show": True}))]
         return [event("no_show_removed", booking)]
 
+    async def _scheduled_event(
+        self, invitee: Mapping[str, Any], context: NormalizeContext
+    ) -> dict[str, Any]:
+        """The scheduled event a webhook names only by URI, from Calendly's API:
+        ``GET {api_url}/scheduled_events/{uuid}`` with the bearer token."""
+        uri = invitee["event"]
+        token = self.config.api_token
+        if token is None or context.http is None:
+            raise NormalizeError(
+                f"the webhook names its scheduled event only by URI; set api_token on source "
+                f"{self.source!r} so the hub can fetch it, then replay this dead letter"
+            )
+        uuid = uri.rstrip("/").rpartition("/")[2]
+        url = f"{str(self.config.api_url).rstrip('/')}/scheduled_events/{uuid}"
+        async with context.http.get(
+            url,
+            headers={"Authorization": f"Bearer {token.get_secret_value()}"},
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=15),
+        ) as response:
+            if response.status in (401, 403, 404):
+                raise NormalizeError(
+                    f"Calendly's API answered {response.status} for the scheduled event "
+                    f"{uuid}; check the source's api_token, then replay"
+                )
+            if response.status != 200:  # anything else may pass: retried
+                raise RuntimeError(f"Calendly's API answered {response.status}")
+            found = await response.json(content_type=None)
+        resource = found.get("resource") if isinstance(found, dict) else None
+        if not isinstance(resource, dict) or not {"start_time", "end_time"} <= resource.keys():
+            raise NormalizeError(f"Calendly's API gave no scheduled event for {uuid}")
+        return {"uri": uri, **resource}
+
     def booking(self, invitee: Mapping[str, Any], booking_id: str) -> Booking:
         booking = booking_from_invitee(invitee, booking_id)
         if booking.host is not None and booking.host.time_zone is None:
@@ -254,7 +313,9 @@ def booking_from_invitee(invitee: Mapping[str, Any], booking_id: str | None = No
         else None,
         client=Person(
             id=invitee["uri"],
-            name=invitee["name"],
+            name=invitee.get("name")
+            or " ".join(n for n in (invitee.get("first_name"), invitee.get("last_name")) if n)
+            or None,
             first_name=invitee.get("first_name"),
             last_name=invitee.get("last_name"),
             email=invitee["email"],

@@ -12,16 +12,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import structlog
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from hub import hookimpl
 from hub.connector import NormalizeContext, SourceConfig, SourceConnector
 from hub.errors import SignatureError
 from hub.model import BookingEvent, InviteReply, Proposal
+from hub.secrets import SigningKey
+from hub.units import Duration
 
 log = structlog.get_logger(__name__)
 
@@ -35,9 +39,18 @@ PUSH_TYPES = {
 
 
 class CronofyConfig(SourceConfig):
-    client_secrets: list[SecretStr] = Field(
+    client_secrets: list[SigningKey] = Field(
         min_length=1, description="The client secret; several while rotating"
     )
+    dedup_window: Duration = Field(
+        timedelta(days=30),
+        ge=timedelta(seconds=1),
+        description="How long a callback's body is remembered: Cronofy signs no timestamp, "
+        "so a replayed callback can only be told by having been seen",
+    )
+
+
+_DIGEST = re.compile(rb"[A-Za-z0-9+/]{43}=")  # 32 bytes in standard base64
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -51,17 +64,32 @@ class Cronofy(SourceConnector):
     config_model = CronofyConfig
     schema = "cronofy/notification.json"
     config: CronofyConfig
+    single_headers = (SIGNATURE_HEADER,)
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    def screen(self, headers: Mapping[str, str], now: float) -> None:
+        self._offered(headers)
+
+    def _offered(self, headers: Mapping[str, str]) -> list[bytes]:
         value = headers.get(SIGNATURE_HEADER)
         if not value:
             raise SignatureError(f"missing {SIGNATURE_HEADER} header")
         offered = [v.strip().encode() for v in value.split(",") if v.strip()]
+        if not offered or not all(_DIGEST.fullmatch(o) for o in offered):
+            raise SignatureError(
+                f"{SIGNATURE_HEADER} must be base64 HMAC-SHA256 digests, comma-separated"
+            )
+        return offered
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        offered = self._offered(headers)
         expected = [sign(s.get_secret_value(), body).encode() for s in self.config.client_secrets]
         # every pair is compared, in constant time each, whatever matches first
         matches = [hmac.compare_digest(o, e) for o in offered for e in expected]
         if not any(matches):
             raise SignatureError("signature does not match the body under any client secret")
+
+    def dedup_window(self) -> timedelta:
+        return self.config.dedup_window
 
     def order_key(self, payload: dict[str, Any]) -> str | None:
         invite = payload.get("smart_invite")

@@ -11,6 +11,7 @@ Its Message-ID is the delivery id, the same across retries.
 
 from __future__ import annotations
 
+import re
 import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -46,22 +47,36 @@ def sanitize(html: str) -> str:
     return nh3.clean(html, tags=ALLOWED_TAGS, attributes={"a": {"href"}})
 
 
+_MARKUP = re.compile(r"<[^<>]*>")
+
+
 def plain_text(html: str) -> str:
+    """The text of sanitized HTML. Markup that a value carried in escaped (a booker's name,
+    say) is dropped once unescaped, so it reaches neither the text part nor the ICS."""
     text = nh3.clean(html.replace("<br>", "\n").replace("</p>", "</p>\n"), tags=set())
-    return unescape(text).strip()
+    return _MARKUP.sub("", unescape(text)).strip()
 
 
 def _one_address(text: str) -> str:
     """An address a template made, refused unless it is exactly one, on one line."""
     found = getaddresses([text])
-    if "\n" in text or "\r" in text or len(found) != 1 or "@" not in found[0][1]:
-        raise PermanentDelivery(f"{text!r} is not one email address")
+    if _breaks_line(text) or len(found) != 1 or "@" not in found[0][1]:
+        # the value itself stays out: it is personal data, and this reason is logged
+        raise PermanentDelivery("a recipient template made something that is not one email address")
     return found[0][1]
 
 
+# Every character str.splitlines() breaks at: the email package refuses each in a header.
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _breaks_line(text: str) -> bool:
+    return not LINE_BREAKS.isdisjoint(text)
+
+
 def _one_line(text: str, what: str) -> str:
-    if "\n" in text or "\r" in text:
-        raise PermanentDelivery(f"the {what} spans several lines: {text!r}")
+    if _breaks_line(text):
+        raise PermanentDelivery(f"the {what} spans several lines")
     return text
 
 

@@ -13,7 +13,7 @@ import functools
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pydantic import AnyHttpUrl, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AnyHttpUrl, ConfigDict, Field, field_validator
 
 from hub import hookimpl
 from hub.connector import (
@@ -28,6 +28,7 @@ from hub.errors import PermanentDelivery
 from hub.ics import invitation
 from hub.model import NOTIFICATION_TYPES, Booking, BookingEvent, Person, booking_uuid, utc_iso
 from hub.outbound import post_json
+from hub.secrets import Credential
 from hub.templates import Template, TemplateFailed, compile_template
 from hub.units import Duration
 
@@ -82,7 +83,7 @@ class InxmailConfig(DestinationConfig):
         description="e.g. https://<space>.api.inxmail-commerce.com/api-service/v1"
     )
     api_id: str = Field(min_length=1, description="API id (HTTP Basic user)")
-    api_secret: SecretStr = Field(description="API secret (HTTP Basic password)")
+    api_secret: Credential = Field(description="API secret (HTTP Basic password)")
     secret_expires: date | None = Field(
         None, description="Expiry date of the API secret; deliveries stop after it"
     )
@@ -193,6 +194,7 @@ class Inxmail(DestinationConnector):
             body,
             now=now,
             headers={"Authorization": self._authorization},
+            deny_private_networks=config.deny_private_networks,
         )
 
 

@@ -42,7 +42,15 @@ from hub.errors import PermanentDelivery, SignatureError
 from hub.model import EVENT_TYPES, BookingEvent
 from hub.outbound import post_json
 from hub.schemas import SchemaValidator, compile_schema
+from hub.secrets import MIN_KEY_LENGTH
 from hub.units import Duration
+
+_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """The first value of a header, whatever its case, from a multidict or a plain dict."""
+    return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
 def _key(secret: SecretStr) -> bytes:
@@ -52,9 +60,13 @@ def _key(secret: SecretStr) -> bytes:
 
 def _whsec(value: SecretStr) -> SecretStr:
     try:
-        _key(value)
+        key = _key(value)
     except ValueError:
         raise ValueError("expected a Standard Webhooks secret: whsec_ and base64") from None
+    if len(key) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"is too short: a whsec_ secret needs at least {MIN_KEY_LENGTH} bytes after whsec_"
+        )
     return value
 
 
@@ -134,7 +146,12 @@ class WebhookDestination(DestinationConnector):
             "webhook-signature": signature,
         }
         return await post_json(
-            self.context.http, str(self.config.url), body, now=now, headers=headers
+            self.context.http,
+            str(self.config.url),
+            body,
+            now=now,
+            headers=headers,
+            deny_private_networks=self.config.deny_private_networks,
         )
 
 
@@ -180,16 +197,19 @@ class WebhookSource(SourceConnector):
     config_model = WebhookSourceConfig
     schema = {"type": "object"}
     config: WebhookSourceConfig
+    single_headers = _HEADERS
 
     def __init__(self, source: str, config: WebhookSourceConfig) -> None:
         super().__init__(source, config)
         self.validator: SchemaValidator = compile_schema(json.loads(config.schema_file.read_text()))
         self._keys = [_key(s) for s in config.secrets]
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
-        wanted = ("webhook-id", "webhook-timestamp", "webhook-signature")
-        present = {k.lower(): v for k, v in headers.items() if k.lower() in wanted}
-        missing = [name for name in wanted if name not in present]
+    def screen(self, headers: Mapping[str, str], now: float) -> None:
+        self._present(headers, now)
+
+    def _present(self, headers: Mapping[str, str], now: float) -> dict[str, str]:
+        present = {name: _header(headers, name) for name in _HEADERS}
+        missing = [name for name, value in present.items() if not value]
         if missing:
             raise SignatureError(f"missing {', '.join(missing)} header")
         stamp = present["webhook-timestamp"]
@@ -197,6 +217,11 @@ class WebhookSource(SourceConnector):
             raise SignatureError("webhook-timestamp must be unix seconds")
         if abs(now - int(stamp)) > self.config.tolerance.total_seconds():
             raise SignatureError(f"signature timestamp {stamp} is too far from now")
+        return present  # type: ignore[return-value]
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
+        present = self._present(headers, now)
+        stamp = present["webhook-timestamp"]
         signed = f"{present['webhook-id']}.{stamp}.".encode() + body
         offered = [
             signature.encode()
@@ -212,9 +237,8 @@ class WebhookSource(SourceConnector):
         raise SignatureError("no signature matches the body under any secret")
 
     def dedup_key(self, headers: Mapping[str, str], body: bytes) -> str:
-        return next(
-            (v for k, v in headers.items() if k.lower() == "webhook-id"), ""
-        ) or super().dedup_key(headers, body)
+        # the same reading of webhook-id as verify's, so a repeated header cannot split them
+        return _header(headers, "webhook-id") or super().dedup_key(headers, body)
 
     async def normalize(
         self, payload: dict[str, Any], context: NormalizeContext

@@ -18,6 +18,7 @@ from hub.appkeys import (
     HTTP,
     METRICS,
     PLUGINS,
+    READING,
     SOURCES,
     STORE,
     WORKER,
@@ -57,6 +58,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[SOURCES] = build_sources(config, pm)
     app[WORKER] = None
+    app[READING] = asyncio.Semaphore(config.server.max_reading)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_http)
     if run_worker:
@@ -99,6 +101,11 @@ def store_from_config(config: Config) -> Store:
             for name, destination in config.destinations.items()
         },
         encryption_keys=[key.get_secret_value() for key in settings.encryption_keys],
+        dead_letter_retention=settings.dead_letter_retention.total_seconds(),
+        booking_horizon=max(
+            (r.offset.total_seconds() for r in config.routes if r.offset is not None),
+            default=0.0,
+        ),
         partitions=settings.partitions,
         min_replicas=settings.min_replicas,
         replica_timeout=settings.replica_timeout.total_seconds(),
@@ -116,6 +123,7 @@ def make_worker(app: web.Application) -> Worker:
         clock=app[CLOCK],
         metrics=app[METRICS],
         ics_links=app[CONFIG].server.ics_links(),
+        http=app.get(HTTP),
     )
 
 
@@ -143,8 +151,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     try:
         await request.app[STORE].ping()
-    except StoreError as error:
-        return web.json_response({"status": "unavailable", "detail": str(error)}, status=503)
+    except StoreError:  # the error names the store's host: it is for the log, not the world
+        detail = "the store cannot be reached"
+        return web.json_response({"status": "unavailable", "detail": detail}, status=503)
     return web.json_response({"status": "ready"})
 
 
@@ -158,7 +167,14 @@ async def booking_invitation(request: web.Request) -> web.Response:
     messages. 404 for a token that is not ours, as for one of an unknown booking."""
     links = request.app[CONFIG].server.ics_links()
     uid = links.verify(request.match_info["token"]) if links else None
-    stored = await request.app[STORE].get_booking(uid) if uid else None
+    try:
+        stored = await request.app[STORE].get_booking(uid) if uid else None
+    except StoreError:
+        return web.json_response(
+            {"error": "store_unavailable", "detail": "the hub cannot read bookings right now"},
+            status=503,
+            headers={"Retry-After": "5"},
+        )
     if stored is None:
         return web.json_response({"error": "not_found", "detail": "no such booking"}, status=404)
     booking = Booking.model_validate(stored.snapshot).model_copy(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -23,6 +24,7 @@ __all__ = [
     "HTTP",
     "METRICS",
     "PLUGINS",
+    "READING",
     "SOURCES",
     "STORE",
     "WORKER",
@@ -37,3 +39,4 @@ STORE = web.AppKey("store", "Store")
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 DESTINATIONS = web.AppKey("destinations", dict[str, DestinationConnector])
 WORKER = web.AppKey("worker", "Worker | None")
+READING = web.AppKey("reading", asyncio.Semaphore)  # slots for webhook bodies being read

@@ -32,6 +32,7 @@ from hub.errors import ConfigError
 from hub.ics import IcsLinks
 from hub.model import EventType
 from hub.retry import RetryPolicy
+from hub.secrets import SigningKey
 from hub.units import ByteSize, Duration
 
 if TYPE_CHECKING:
@@ -77,7 +78,14 @@ class StoreConfig(_Section):
     retention: Duration = Field(
         timedelta(days=7),
         ge=timedelta(seconds=1),
-        description="How long finished events and jobs stay readable",
+        description="How long finished events and jobs stay readable; bookings stay until "
+        "their end (and their last time trigger) plus this",
+    )
+    dead_letter_retention: Duration = Field(
+        timedelta(days=30),
+        ge=timedelta(seconds=1),
+        description="How long a dead letter (and the webhook it came from) stays for "
+        "inspection and replay",
     )
     encryption_keys: list[SecretStr] = Field(
         [],
@@ -152,13 +160,24 @@ class ServerConfig(_Section):
     host: str = Field("127.0.0.1", description="Address the HTTP intake listens on")
     port: int = Field(8080, ge=0, le=65535)
     max_body: ByteSize = Field(256 * 1024, gt=0, description="Largest webhook body accepted")
+    body_timeout: Duration = Field(
+        timedelta(seconds=10),
+        gt=timedelta(0),
+        description="Longest wait for a webhook's body, once its headers are in (then 408)",
+    )
+    max_reading: int = Field(
+        64, ge=1, description="Most webhook bodies read at once; the others wait their turn"
+    )
+    max_depth: int = Field(
+        32, ge=2, le=512, description="Deepest nesting of JSON accepted in a webhook body"
+    )
     shutdown_timeout: Duration = Field(
         timedelta(seconds=10), description="Grace for open requests on SIGTERM"
     )
     public_url: str | None = Field(
         None, description="The hub's address as others reach it, for links in messages"
     )
-    ics_secret: SecretStr | None = Field(
+    ics_secret: SigningKey | None = Field(
         None,
         description="Secret of the links to bookings' invitations, GET /bookings/{token}.ics "
         "(served only when set)",

@@ -2,6 +2,8 @@
 
 A **source connector** turns a provider's webhook into canonical events::
 
+    single_headers               headers that may appear once only (signature, id)
+    screen(headers, now)         refuse from the headers alone, before the body is read
     verify(headers, body, now)   raise SignatureError unless the raw bytes are authentic
     schema                       its JSON Schema: a file name under schemas/, or the schema
     dedup_key(headers, body)     what makes two deliveries of one webhook the same
@@ -84,6 +86,11 @@ class DestinationConfig(BaseModel):
         None, ge=1, description="Most attempts in flight at once, across all workers"
     )
     circuit: CircuitConfig = CircuitConfig()
+    deny_private_networks: bool = Field(
+        False,
+        description="Refuse to send to a host that resolves to a private, loopback or "
+        "link-local address",
+    )
 
     def endpoint_policy(self) -> EndpointPolicy:
         return EndpointPolicy(
@@ -112,6 +119,8 @@ class NormalizeContext:
     inbound_event_id: str
     received_at: datetime
     bookings: Bookings
+    # the hub's HTTP client, for a source that must fetch what a webhook only points to
+    http: aiohttp.ClientSession | None = None
 
     def event_id(self, index: int) -> str:
         """Id of the ``index``-th canonical event made from this webhook; stable on retry."""
@@ -122,11 +131,19 @@ class SourceConnector(ABC):
     name: ClassVar[str]
     config_model: ClassVar[type[SourceConfig]] = SourceConfig
     schema: ClassVar[str | dict[str, Any]]
+    # Headers ``verify`` and ``dedup_key`` read: a request that repeats one is refused
+    # (401) before anything else, so no two readers can take different values of it.
+    single_headers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, source: str, config: SourceConfig) -> None:
         self.source = source
         self.config = config
         self.validator = compile_schema(self.schema)
+
+    def screen(self, headers: Mapping[str, str], now: float) -> None:  # noqa: B027
+        """Raise SignatureError when the headers alone show the request cannot be authentic
+        (a missing or malformed signature header, a stale timestamp). Called before the
+        body is read, so a hopeless request holds no memory. Default: nothing to refuse."""
 
     @abstractmethod
     def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
@@ -135,6 +152,11 @@ class SourceConnector(ABC):
     def dedup_key(self, headers: Mapping[str, str], body: bytes) -> str:
         """Two requests with the same key are one webhook. Default: a hash of the body."""
         return hashlib.sha256(body).hexdigest()
+
+    def dedup_window(self) -> timedelta | None:
+        """How long this source's webhooks are remembered to drop duplicates; None for the
+        store's ``dedup_window``."""
+        return None
 
     def order_key(self, payload: dict[str, Any]) -> str | None:
         """Webhooks with the same key are turned into events one at a time, in the order

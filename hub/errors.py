@@ -5,6 +5,7 @@
     ├── IntakeError                 a webhook is refused; carries its HTTP status
     │   ├── UnknownSource           404  no source of that name in hub.yaml
     │   ├── PayloadTooLarge         413  body over the configured limit
+    │   ├── BodyTimeout             408  body not received within server.body_timeout
     │   ├── SignatureError          401  signature missing, wrong, or timestamp out of range
     │   └── InvalidPayload          400  not JSON, or fails the source's JSON Schema
     ├── StoreError                  the store refused or failed an operation
@@ -23,6 +24,7 @@ retryable and recorded with its type and message.
 from __future__ import annotations
 
 __all__ = [
+    "BodyTimeout",
     "ConfigError",
     "DeliveryError",
     "HubError",
@@ -73,6 +75,11 @@ class UnknownSource(IntakeError):
 class PayloadTooLarge(IntakeError):
     status = 413
     code = "payload_too_large"
+
+
+class BodyTimeout(IntakeError):
+    status = 408
+    code = "body_timeout"
 
 
 class SignatureError(IntakeError):

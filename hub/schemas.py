@@ -63,7 +63,10 @@ class SchemaValidator:
     def check(self, instance: Any) -> None:
         if self._fast.is_valid(instance):
             return
-        error = best_match(self._validator.iter_errors(instance))
+        try:
+            error = best_match(self._validator.iter_errors(instance))
+        except RecursionError:  # intake bounds the depth first; this is the last guard
+            raise InvalidPayload("(body): nested too deeply to check", field="(body)") from None
         if error is None:
             return
         path = deque(error.absolute_path)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import orjson
 import structlog
 
@@ -101,7 +102,9 @@ class Worker:
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
         ics_links: IcsLinks | None = None,
+        http: aiohttp.ClientSession | None = None,
     ) -> None:
+        self.http = http
         self.store = store
         self.sources = sources
         self.destinations = destinations
@@ -325,6 +328,7 @@ class Worker:
             inbound_event_id=inbound.id,
             received_at=datetime.fromtimestamp(inbound.received_at, UTC),
             bookings=Bookings(self.store, self.clock.now()),
+            http=self.http,
         )
         events = await source.normalize(orjson.loads(inbound.body), context)
         return await self._plan(job, events, bound)
@@ -520,6 +524,18 @@ class Worker:
         except TimeoutError as error:
             raise _Failure(
                 f"no answer within {timeout:g} s", permanent=False, health="fail"
+            ) from error
+        except ValueError as error:
+            # The message cannot be made (composition, template, iCalendar): the content's
+            # fault, not the destination's. Dead at once, and no verdict on its health.
+            log.warning(
+                "deliver.content_error",
+                job_id=job.id,
+                destination=job.destination,
+                error_type=type(error).__name__,
+            )
+            raise _Failure(
+                f"the message cannot be made ({type(error).__name__})", permanent=True
             ) from error
         except Exception as error:
             log.exception("deliver.error", job_id=job.id, destination=job.destination)

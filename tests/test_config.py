@@ -148,8 +148,8 @@ def test_an_anchored_value_is_interpolated_once() -> None:
     text = VALID.replace(
         "signing_key: ${CALENDLY_SIGNING_KEY}", "signing_key: &key ${CALENDLY_SIGNING_KEY}"
     ).replace("api_secret: ${INXMAIL_API_SECRET}", "api_secret: *key")
-    config = parse(text, CALENDLY_SIGNING_KEY="pa$$word")
-    assert config.destinations["inxmail"].api_secret.get_secret_value() == "pa$$word"
+    config = parse(text, CALENDLY_SIGNING_KEY="pa$$word-of-sixteen")
+    assert config.destinations["inxmail"].api_secret.get_secret_value() == "pa$$word-of-sixteen"
 
 
 @pytest.mark.parametrize(
@@ -185,7 +185,7 @@ def test_duration_and_size_units() -> None:
 
 
 SAMPLE_SECRETS = {
-    "CRONOFY_CLIENT_SECRET": "cronofy-secret",
+    "CRONOFY_CLIENT_SECRET": "cronofy-client-secret",
     "PARTNER_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "CRM_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "AUVIOUS_CLIENT_ID": "id",

@@ -170,3 +170,20 @@ async def test_a_smart_invite_without_its_invite_is_400(start_hub, sink) -> None
     response = await post(hub, body, sign(OLD_SECRET, body))
     assert response.status == 400
     assert (await response.json())["field"] == "smart_invite"
+
+
+async def test_cronofy_callbacks_are_remembered_for_thirty_days(start_hub, sink) -> None:
+    import redis.asyncio as aioredis
+
+    from hub.testing import REDIS_URL
+
+    hub = await start(start_hub, sink, OLD_SECRET)
+    body = fixture_bytes("cronofy/smart_invite_reply.json")
+    assert (await post(hub, body, sign(OLD_SECRET, body))).status == 202
+    [dedup] = [k for k in await keys_under(hub.prefix) if ":dedup:" in k]
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        ttl = await client.ttl(dedup)
+    finally:
+        await client.aclose()
+    assert 29 * 86400 < ttl <= 30 * 86400  # the store's default is 3 days

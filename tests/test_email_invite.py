@@ -71,18 +71,23 @@ ACTION = {
 }
 
 
+def mail_destination(smtp) -> dict:
+    """The email_invite destination, sending to the test's SMTP server."""
+    return {
+        "connector": "email_invite",
+        "host": "127.0.0.1",
+        "port": smtp.port,
+        "security": "none",
+        "username": "hub",
+        "password": "smtp-pass",
+        "sender": "bookings@example.org",
+        "sender_name": "Praxis Seefeld",
+    }
+
+
 async def start(start_hub, smtp, **overrides):
     return await start_hub(
-        destinations__mail={
-            "connector": "email_invite",
-            "host": "127.0.0.1",
-            "port": smtp.port,
-            "security": "none",
-            "username": "hub",
-            "password": "smtp-pass",
-            "sender": "bookings@example.org",
-            "sender_name": "Praxis Seefeld",
-        },
+        destinations__mail=mail_destination(smtp),
         routes=[
             {"name": "invites", "on": ["booking_confirmed", "booking_cancelled"], "send": [ACTION]}
         ],

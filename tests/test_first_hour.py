@@ -92,7 +92,7 @@ def test_hub_check_reports_every_error_in_one_run() -> None:
         },
         {"name": "d", "on": ["booking_confirmed"], "send": [{"to": "inxmail", "title": "{{ x }}"}]},
     ]
-    message = errors_of(yaml.safe_dump(data, sort_keys=False), INXMAIL_API_SECRET="")
+    message = errors_of(yaml.safe_dump(data, sort_keys=False))
     lines = message.splitlines()
     assert any("server.port:" in line for line in lines)
     assert any("sources.calendly.tolerence: unknown option" in line for line in lines)

@@ -234,7 +234,9 @@ async def test_metrics_count_webhooks_by_outcome(start_hub) -> None:
 async def test_header_bytes_that_are_no_text_are_401_not_500(start_hub, path, header) -> None:
     import asyncio
 
-    hub = await start_hub(sources__cronofy={"connector": "cronofy", "client_secrets": ["secret"]})
+    hub = await start_hub(
+        sources__cronofy={"connector": "cronofy", "client_secrets": ["cronofy-secret-0123456789"]}
+    )
     body = b'{"notification": {"type": "change"}}'
     reader, writer = await asyncio.open_connection("127.0.0.1", hub.client.server.port)
     writer.write(

@@ -19,7 +19,9 @@ from tests.conftest import REDIS_URL, fixture_json
 
 ROOT = Path(__file__).parent.parent
 RECEIVED = datetime(2026, 11, 20, 8, 16, tzinfo=UTC)
-SOURCE = Calendly("calendly", CalendlyConfig(connector="calendly", signing_key="k"))
+SOURCE = Calendly(
+    "calendly", CalendlyConfig(connector="calendly", signing_key="calendly-test-signing-key")
+)
 
 
 @pytest.fixture

@@ -414,7 +414,7 @@ def test_route_errors_at_load_name_the_route(route, message) -> None:
 
 async def test_the_invitation_link_serves_the_current_version(start_hub) -> None:
     hub = await start_hub(
-        server__ics_secret="ics-link-secret",
+        server__ics_secret="ics-link-secret-0",
         server__public_url="https://hub.example.org",
         routes=[
             {

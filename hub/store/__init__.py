@@ -222,16 +222,18 @@ class Store(Protocol):
         event_id: str,
         dispatch_job_id: str,
         order_key: str | None = None,
+        dedup_window: float | None = None,
         *,
         partition_key: str | None = None,
         linked_keys: Sequence[str] = (),
     ) -> Accepted:
         """Store an inbound webhook and its dispatch job in one atomic step, unless a webhook
-        with the same ``(source, dedup_key)`` was accepted within the dedup window: then
-        return that one's id with ``duplicate=True`` and store nothing. A partitioned store
-        puts it in the partition of ``partition_key`` (default: ``order_key``), or where a
-        route from that key points; ``linked_keys`` (references later webhooks of the same
-        booking will carry) are routed to the same partition."""
+        with the same ``(source, dedup_key)`` was accepted within the dedup window (the
+        store's, or ``dedup_window`` seconds for this source): then return that one's id
+        with ``duplicate=True`` and store nothing. A partitioned store puts it in the
+        partition of ``partition_key`` (default: ``order_key``), or where a route from that
+        key points; ``linked_keys`` (references later webhooks of the same booking will
+        carry) are routed to the same partition."""
 
     async def get_event(self, event_id: str) -> InboundEvent | None: ...
 
@@ -372,6 +374,8 @@ def open_store(
     retention: float,
     endpoints: Mapping[str, EndpointPolicy] | None = None,
     encryption_keys: list[str] | None = None,
+    dead_letter_retention: float = 30 * 86400,
+    booking_horizon: float = 0.0,
     partitions: int | None = None,
     min_replicas: int = 0,
     replica_timeout: float = 1.0,
@@ -391,6 +395,8 @@ def open_store(
         "retention": retention,
         "endpoints": endpoints,
         "cipher": Cipher(encryption_keys) if encryption_keys else None,
+        "dead_letter_retention": dead_letter_retention,
+        "booking_horizon": booking_horizon,
         "min_replicas": min_replicas,
         "replica_timeout": replica_timeout,
     }

@@ -17,7 +17,10 @@
     {p}:booking:{uid}           hash        a booking's current snapshot and sequence
     {p}:bookref:{ref}           string      booking uid of a provider reference
     {p}:pair:{key}              hash        one half of a two-webhook change, waiting
-    {p}:memory:{destination}    hash        what a destination connector remembers
+    {p}:memory:{destination}    hash        what a destination connector remembered (before
+                                            entries had keys of their own; still read)
+    {p}:mem:{destination}:{key} string      one thing a destination connector remembers;
+                                            expires a year after it was last written
     {p}:route:{ordering key}    string      the partition prefix a booking's webhooks go to
 
 Partitioned (``hub/store/partitions.py``), ``{p}`` is ``{prefix}:{p<i>}`` for each
@@ -73,6 +76,9 @@ class Keys:
 
     def memory(self, scope: str) -> str:
         return f"{self.prefix}memory:{scope}"
+
+    def memory_entry(self, scope: str, key: str) -> str:
+        return f"{self.prefix}mem:{scope}:{key}"
 
     def route(self, key: str) -> str:
         return f"{self.prefix}route:{key}"

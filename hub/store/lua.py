@@ -262,9 +262,9 @@ return out
 #       attempt json ('' for release), due ms (retry) | reason (dead) | retention s (done),
 #       health (ok|fail|''), disable reason (''), breaker window ms, failure ratio,
 #       minimum attempts, open ms, circuit on (1) or off (0), number of spawned jobs,
-#       then for each spawned job: id, kind, payload, due ms, destination, event id,
-#       ordering key, signature, job key (a job already under that key is replaced),
-#       then job keys to unschedule
+#       dead-letter retention s, then for each spawned job: id, kind, payload, due ms,
+#       destination, event id, ordering key, signature, job key (a job already under that
+#       key is replaced), then job keys to unschedule
 # Returns {1 or 0 (lease lost), the destination's new circuit state or ''}
 FINISH = (
     PRELUDE
@@ -308,16 +308,22 @@ elseif outcome == 'retry' then
   redis.call('HSET', k, 'state', 'retry', 'lease', '', 'due_at', extra)
   redis.call('ZADD', p .. 'q:due', extra, id)
 elseif outcome == 'dead' then
+  local keep = tonumber(ARGV[16])
   redis.call('HSET', k, 'state', 'dead', 'lease', '', 'finished_at', now, 'reason', extra)
   redis.call('ZADD', p .. 'q:dead', now, id)
   leave(id)
   forget_key(id)
+  -- dead letters hold personal data: kept for the dead-letter retention, then gone
+  redis.call('EXPIRE', k, keep)
+  redis.call('EXPIRE', k .. ':attempts', keep)
+  if dispatch then redis.call('EXPIRE', p .. 'event:' .. event_id, keep) end
+  redis.call('ZREMRANGEBYSCORE', p .. 'q:dead', '-inf', now - keep * 1000)
 else
   redis.call('HINCRBY', k, 'attempts', -1)
   redis.call('HSET', k, 'state', 'due', 'lease', '', 'due_at', now)
   redis.call('ZADD', p .. 'q:due', now, id)
 end
-local i = 16
+local i = 17
 for _ = 1, tonumber(ARGV[15]) do
   local sid, key = ARGV[i], ARGV[i + 8]
   if key ~= '' then
@@ -351,6 +357,11 @@ local id = ARGV[3]
 local k = jk(id)
 if redis.call('HGET', k, 'state') ~= 'dead' then return 0 end
 redis.call('ZREM', p .. 'q:dead', id)
+redis.call('PERSIST', k)
+redis.call('PERSIST', k .. ':attempts')
+if redis.call('HGET', k, 'kind') == 'dispatch' then
+  redis.call('PERSIST', p .. 'event:' .. redis.call('HGET', k, 'event_id'))
+end
 redis.call('HSET', k, 'attempts', 0, 'reason', '', 'finished_at', '', 'created_at', now)
 redis.call('HINCRBY', k, 'replays', 1)
 redis.call('RPUSH', k .. ':attempts', cjson.encode({outcome = 'replayed', started_at = now / 1000}))
@@ -386,7 +397,9 @@ return {job_id, 1}
 )
 
 # ARGV: prefix, now, booking uid, event id, snapshot, bump (1: a new version of the
-#       booking), when the event happened (ms), then provider references that name it
+#       booking), when the event happened (ms), how long the booking is kept from now (ms:
+#       to its end plus retention; an expiry is only ever moved later), then provider
+#       references that name it
 # Returns {the booking's sequence as of this event, 1 if the event is older than the
 # booking's state (a replay of a past event: nothing is changed) else 0}.
 # The same event recorded twice gets its sequence back and changes nothing.
@@ -410,9 +423,16 @@ if seen[1] then
 end
 redis.call('HSET', bk, 'snapshot', snapshot, 'sequence', sequence, 'occurred_at', occurred,
            'updated_at', now, 'ev:' .. event_id, sequence)
-local i = 8
+local keep = tonumber(ARGV[8])
+local current = redis.call('PTTL', bk)
+if current < 0 or current < keep then
+  redis.call('PEXPIRE', bk, keep)
+else
+  keep = current
+end
+local i = 9
 while ARGV[i] do
-  redis.call('SET', p .. 'bookref:' .. ARGV[i], uid)
+  redis.call('SET', p .. 'bookref:' .. ARGV[i], uid, 'PX', keep)
   i = i + 1
 end
 return {sequence, 0}

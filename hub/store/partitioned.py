@@ -124,6 +124,7 @@ class PartitionedStore(RedisStore):
         event_id: str,
         dispatch_job_id: str,
         order_key: str | None = None,
+        dedup_window: float | None = None,
         *,
         partition_key: str | None = None,
         linked_keys: Sequence[str] = (),
@@ -138,9 +139,10 @@ class PartitionedStore(RedisStore):
             await self._route(linked_keys, index)
             route_key = ""
         args = (source, dedup_key, body, received_at, event_id, dispatch_job_id, order_key)
+        window = dedup_window
         for _ in range(2):
             with scope(index):
-                result = await self._accept_here(*args, route_key)
+                result = await self._accept_here(*args, window, route_key)
             if int(result[1]) != 2:
                 return Accepted(id=_text(result[0]) or event_id, duplicate=bool(int(result[1])))
             routed = self._index.get(_text(result[2]) or "")

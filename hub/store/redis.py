@@ -1,15 +1,19 @@
 """The Redis store: the ``Store`` protocol on one Redis shared by every gateway and worker.
 
 Every state change is one Lua script from ``hub/store/lua.py``: atomic, one round trip.
-With a cipher, event bodies and job payloads are encrypted before they leave the process.
+With a cipher, event bodies, job payloads, attempt records (response excerpts, errors),
+dead-letter reasons, bookings and connector memory are encrypted before they leave the
+process; the read side decrypts them, so callers see plain text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -72,6 +76,23 @@ def _seconds(value: bytes | None) -> float | None:
     return int(value) / 1000 if value else None
 
 
+def _wire(value: Any) -> bytes | int | float:
+    """A script argument as Redis receives it; ValueError for one that cannot be sent."""
+    if isinstance(value, bytes | int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return value.encode()
+        except UnicodeEncodeError as error:
+            raise ValueError(f"not valid UTF-8 text: {error.reason}") from None
+    raise ValueError(f"cannot send a {type(value).__name__} to Redis")
+
+
+def dedup_digest(key: str) -> str:
+    """What a dedup key becomes in Redis: a fixed-size hash of whatever the source gave."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 class _Batch:
     """Calls of one script made in the same turn of the event loop go to Redis together:
     one pipeline, one round trip. Each call still runs atomically on its own, and each
@@ -96,6 +117,9 @@ class _Batch:
         return await self.submit(args)
 
     async def submit(self, args: list[Any]) -> Any:
+        # Encoded here, so an argument Redis cannot take fails its own caller only, never
+        # the batch it would have joined.
+        args = [_wire(a) for a in args]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((args, future))
@@ -170,6 +194,8 @@ class RedisStore:
         prefix: str = "hub",
         dedup_window: float = 3 * 86400,
         retention: float = 7 * 86400,
+        dead_letter_retention: float = 30 * 86400,
+        booking_horizon: float = 0.0,
         endpoints: Mapping[str, EndpointPolicy] | None = None,
         cipher: Cipher | None = None,
         partitions: int = 1,
@@ -187,6 +213,13 @@ class RedisStore:
         self._wait = wait
         self.dedup_window = int(dedup_window)
         self.retention = int(retention)
+        self.dead_letter_retention = int(dead_letter_retention)
+        # bookings are kept until their end plus this plus retention: the latest time
+        # trigger after a meeting still finds its booking
+        self.booking_horizon = booking_horizon
+        # what a destination remembers of a booking (its appointment id, say) is kept for a
+        # year after its last write, plus what a booking itself is kept beyond its end
+        self.memory_retention = int(366 * 86400 + booking_horizon + retention)
         self.endpoints = dict(endpoints or {})
         self.cipher = cipher
         self._gates = [
@@ -273,12 +306,21 @@ class RedisStore:
         event_id: str,
         dispatch_job_id: str,
         order_key: str | None = None,
+        dedup_window: float | None = None,
         *,
         partition_key: str | None = None,
         linked_keys: Sequence[str] = (),
     ) -> Accepted:
         result = await self._accept_here(
-            source, dedup_key, body, received_at, event_id, dispatch_job_id, order_key, ""
+            source,
+            dedup_key,
+            body,
+            received_at,
+            event_id,
+            dispatch_job_id,
+            order_key,
+            dedup_window,
+            "",
         )
         return Accepted(id=_text(result[0]) or event_id, duplicate=bool(int(result[1])))
 
@@ -291,6 +333,7 @@ class RedisStore:
         event_id: str,
         dispatch_job_id: str,
         order_key: str | None,
+        dedup_window: float | None,
         route_key: str,
     ) -> list[Any]:
         """ACCEPT in the partition in scope; its raw answer."""
@@ -302,8 +345,8 @@ class RedisStore:
                     event_id,
                     source,
                     self._seal(body),
-                    dedup_key,
-                    self.dedup_window,
+                    dedup_digest(dedup_key),
+                    int(dedup_window) if dedup_window else self.dedup_window,
                     dispatch_job_id,
                     self._payload({"event_id": event_id}),
                     order_key or "",
@@ -387,7 +430,7 @@ class RedisStore:
             job.id,
             job.lease,
             outcome,
-            orjson.dumps(attempt.to_json()) if attempt else "",
+            self._payload(attempt.to_json()) if attempt else "",
             extra,
             health or "",
             disable or "",
@@ -397,6 +440,7 @@ class RedisStore:
             _ms(policy.open_for),
             1 if policy.circuit else 0,
             len(spawn or ()),
+            self.dead_letter_retention,
         ]
         for new in spawn or ():
             args += [
@@ -455,7 +499,7 @@ class RedisStore:
         disable: str | None = None,
     ) -> Recorded:
         return await self._finish_job(
-            job, "dead", now, attempt, reason, health=health, disable=disable
+            job, "dead", now, attempt, self._seal(reason.encode()), health=health, disable=disable
         )
 
     async def release(self, job: Job, now: float) -> Recorded:
@@ -500,11 +544,21 @@ class RedisStore:
                     self._payload(snapshot),
                     1 if new_version else 0,
                     _ms(occurred_at),
+                    _ms(self._booking_expiry(snapshot, now) - now),
                     *refs,
                 ]
             )
         )
         return int(sequence), bool(stale)
+
+    def _booking_expiry(self, snapshot: dict[str, Any], now: float) -> float:
+        """When a booking's record may go: its end, plus the latest time trigger after it,
+        plus retention. The invitation link dies with it."""
+        try:
+            end = datetime.fromisoformat(snapshot["end"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            end = now
+        return max(end, now) + self.booking_horizon + self.retention
 
     async def get_booking(self, uid: str) -> StoredBooking | None:
         data = await self._call(self.redis.hmget(self.keys.booking(uid), "snapshot", "sequence"))
@@ -564,13 +618,22 @@ class RedisStore:
     # --- connector memory --------------------------------------------------------------
 
     async def remember(self, scope: str, key: str, value: str) -> None:
-        await self._call(self.redis.hset(self.keys.memory(scope), key, self._seal(value.encode())))
+        await self._call(
+            self.redis.set(
+                self.keys.memory_entry(scope, key),
+                self._seal(value.encode()),
+                ex=self.memory_retention,
+            )
+        )
 
     async def recall(self, scope: str, key: str) -> str | None:
-        value = await self._call(self.redis.hget(self.keys.memory(scope), key))
+        value = await self._call(self.redis.get(self.keys.memory_entry(scope, key)))
+        if value is None:  # remembered before entries had keys of their own
+            value = await self._call(self.redis.hget(self.keys.memory(scope), key))
         return self._open(value).decode() if value is not None else None
 
     async def forget(self, scope: str, key: str) -> None:
+        await self._call(self.redis.delete(self.keys.memory_entry(scope, key)))
         await self._call(self.redis.hdel(self.keys.memory(scope), key))
 
     # --- dead letters and replay -------------------------------------------------------
@@ -619,15 +682,29 @@ class RedisStore:
             kind=data[b"kind"].decode(),
             state=data[b"state"].decode(),
             payload=payload,
-            attempts=[orjson.loads(a) for a in attempts],
+            attempts=[self._attempt(a) for a in attempts],
             destination=_text(data.get(b"destination")) or None,
             event_id=_text(data.get(b"event_id")) or None,
             due_at=_seconds(data.get(b"due_at")),
             created_at=int(data.get(b"created_at", b"0")) / 1000,
             finished_at=_seconds(data.get(b"finished_at")),
-            reason=_text(data.get(b"reason")) or None,
+            reason=self._reason(data.get(b"reason")),
             order_key=_text(data.get(b"order_key")) or None,
         )
+
+    def _attempt(self, record: bytes) -> dict[str, Any]:
+        try:
+            return orjson.loads(self._open(record))
+        except (StoreError, ValueError) as error:
+            return {"outcome": "unreadable", "error": str(error)}
+
+    def _reason(self, reason: bytes | None) -> str | None:
+        if not reason:
+            return None
+        try:
+            return self._open(reason).decode()
+        except StoreError as error:
+            return str(error)
 
     async def _jobs(self, ids: list[str]) -> list[JobInfo]:
         async with self.redis.pipeline(transaction=False) as pipe:
