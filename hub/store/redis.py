@@ -177,6 +177,12 @@ class _Batch:
                 nodes = {self._client.get_node_from_key(args[0]) for args in calls}
                 for node in nodes:
                     pipe.execute_command("WAIT", *self._wait, target_nodes=node)
+                results = await pipe.execute(raise_on_error=False)
+                if nodes != {self._client.get_node_from_key(args[0]) for args in calls}:
+                    # a slot moved meanwhile (a failover): the calls it redirected ran on
+                    # other connections, which those WAITs do not cover
+                    raise StoreUnavailable("a slot moved during the write; not confirmed")
+                return results
             elif self._wait:
                 pipe.execute_command("WAIT", *self._wait)
             return await pipe.execute(raise_on_error=False)
