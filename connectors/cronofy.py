@@ -100,6 +100,10 @@ class Cronofy(SourceConnector):
             return f"channel:{channel['channel_id']}"
         return None
 
+    def event_name(self, payload: dict[str, Any]) -> str | None:
+        kind = payload.get("notification", {}).get("type")
+        return kind if isinstance(kind, str) else None
+
     async def normalize(
         self, payload: dict[str, Any], context: NormalizeContext
     ) -> list[BookingEvent]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 import pluggy
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -40,6 +41,8 @@ from hub.worker import Worker
 
 __all__ = ["create_app", "make_worker", "store_from_config"]
 
+log = structlog.get_logger(__name__)
+
 
 def create_app(
     config: Config,
@@ -68,6 +71,10 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/bookings/{token}.ics", booking_invitation)
+    if config.admin.enabled:
+        from hub.admin.web import add_admin
+
+        add_admin(app)
     return app
 
 
@@ -114,9 +121,11 @@ def store_from_config(config: Config) -> Store:
 
 def make_worker(app: web.Application) -> Worker:
     """A worker sharing the application's store, connectors, clock and metrics."""
+    from hub.admin.outcomes import OPERATOR, OperatorSource
+
     return Worker(
         store=app[STORE],
-        sources=app[SOURCES],
+        sources={OPERATOR: OperatorSource(), **app[SOURCES]},
         destinations=app[DESTINATIONS],
         router=Router.from_config(app[CONFIG]),
         config=app[CONFIG].worker,
@@ -158,7 +167,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    app = request.app
+    try:
+        await app[METRICS].refresh(app[STORE], sorted(app[CONFIG].destinations), app[CLOCK].now())
+    except StoreError as error:  # the counters still answer; the gauges keep their last
+        log.warning("metrics.store_unavailable", error=str(error))
+    body = generate_latest(app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     pass
 
 __all__ = [
+    "ADMIN",
     "CLOCK",
     "CONFIG",
     "DESTINATIONS",
@@ -39,4 +40,5 @@ STORE = web.AppKey("store", "Store")
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 DESTINATIONS = web.AppKey("destinations", dict[str, DestinationConnector])
 WORKER = web.AppKey("worker", "Worker | None")
+ADMIN = web.AppKey("admin", "AdminService")
 READING = web.AppKey("reading", asyncio.Semaphore)  # slots for webhook bodies being read

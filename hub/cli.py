@@ -1,5 +1,5 @@
-"""The ``hub`` command: serve, worker, check, dlq, replay, destinations, plugins, schema,
-keygen."""
+"""The hub command: serve, worker, check, dlq, replay, destinations, events, bookings,
+plugins, schema, keygen."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pluggy
@@ -21,7 +23,7 @@ from aiohttp import web
 from hub import __version__
 from hub.config import Config, load_config
 from hub.crypto import new_key
-from hub.errors import ConfigError, StoreError
+from hub.errors import AdminError, ConfigError, NotFound, StoreError
 from hub.logs import configure_logging
 from hub.plugins import get_plugin_manager
 from hub.store.embedded import attached
@@ -85,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         "show", help="Show one job and all its attempts.", parents=[CONFIG_OPTION]
     )
     dlq_show.add_argument("id")
+    dlq_show.add_argument("--json", action="store_true", help="print JSON")
 
     replay = command(
         "replay",
@@ -102,6 +105,40 @@ def _parser() -> argparse.ArgumentParser:
     dests = command("destinations", "Show each destination's circuit, or enable one.")
     dests.add_argument("action", nargs="?", choices=["enable"])
     dests.add_argument("name", nargs="?")
+    dests.add_argument("--json", action="store_true", help="print JSON")
+
+    events = command("events", "Inbound webhooks: list them, or show one with its jobs.")
+    event_commands = events.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    events_list = event_commands.add_parser(
+        "list", help="List events, newest first.", parents=[CONFIG_OPTION]
+    )
+    for name, what in (
+        ("--source", "only this source's"),
+        ("--type", "only those that became this canonical type"),
+        ("--booking", "only this booking's (its uid)"),
+        ("--email", "only those of this client email"),
+        ("--since", "only those received since: 2h, or an ISO time"),
+        ("--until", "only those received until: 2h (ago), or an ISO time"),
+        ("--cursor", "continue a listing where it stopped"),
+    ):
+        events_list.add_argument(name, help=what)
+    events_list.add_argument("--limit", type=int, default=50)
+    events_list.add_argument("--json", action="store_true", help="print JSON")
+    events_show = event_commands.add_parser(
+        "show", help="Show one event, its payload and jobs.", parents=[CONFIG_OPTION]
+    )
+    events_show.add_argument("id")
+    events_show.add_argument("--json", action="store_true", help="print JSON")
+
+    bookings = command("bookings", "A booking's state and timeline.")
+    booking_commands = bookings.add_subparsers(
+        dest="bookings_command", required=True, metavar="ACTION"
+    )
+    bookings_show = booking_commands.add_parser(
+        "show", help="Show a booking and its timeline.", parents=[CONFIG_OPTION]
+    )
+    bookings_show.add_argument("id", help="the booking's uid or id")
+    bookings_show.add_argument("--json", action="store_true", help="print JSON")
 
     plugins = commands.add_parser("plugins", help="List the loaded plugins and what they add.")
     plugins.add_argument("--json", action="store_true", help="print JSON")
@@ -111,7 +148,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "destinations" and args.action == "enable" and not args.name:
+        parser.error("destinations enable needs the name of a destination")
     if not hasattr(args, "config"):
         args.config = os.environ.get("HUB_CONFIG", "hub.yaml")
     if args.command == "schema":
@@ -168,20 +208,24 @@ def _run(config: Config, pm: pluggy.PluginManager, args: argparse.Namespace) -> 
         return asyncio.run(_work(config))
     try:
         return asyncio.run(_operate(config, pm, args))
-    except ValueError as error:
+    except (ValueError, AdminError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(error, NotFound) else 2
 
 
 async def _operate(config: Config, pm: pluggy.PluginManager, args: argparse.Namespace) -> int:
     """The commands that read or change the store and exit."""
     from hub import operations
+    from hub.admin import commands
+    from hub.admin.service import AdminService
     from hub.app import store_from_config
+    from hub.clock import SystemClock
 
     out = sys.stdout
     now = time.time()
     since = operations.parse_since(args.since, now) if getattr(args, "since", None) else None
     store = store_from_config(config)
+    service = AdminService(config, store, SystemClock())
     try:
         if args.command == "check":
             counted = ", ".join(
@@ -193,11 +237,17 @@ async def _operate(config: Config, pm: pluggy.PluginManager, args: argparse.Name
                 )
             )
             print(f"{args.config}: valid ({counted})")
+            admin = config.admin
+            print(
+                f"admin API and console: on ({plural(len(admin.tokens), 'token')})"
+                if admin.enabled
+                else "admin API and console: off (no admin.tokens)"
+            )
             await operations.check_settings(config, store, pm, sys.stderr)
             return 0
         if args.command == "dlq" and args.dlq_command == "list":
-            return await operations.dlq_list(
-                store,
+            return await commands.dlq_list(
+                service,
                 out,
                 destination=args.destination,
                 since=since,
@@ -205,25 +255,56 @@ async def _operate(config: Config, pm: pluggy.PluginManager, args: argparse.Name
                 as_json=args.json,
             )
         if args.command == "dlq":
-            return await operations.dlq_show(store, out, args.id)
+            return await commands.dlq_show(service, out, args.id, as_json=args.json)
         if args.command == "replay":
-            return await operations.replay(
-                store,
+            return await commands.replay(
+                service,
                 out,
                 args.ids,
                 destination=args.destination,
                 since=since,
                 resend=args.resend,
-                now=now,
             )
+        if args.command == "events" and args.events_command == "list":
+            query = _event_query(args, since, now)
+            return await commands.events_list(service, out, query, args.json)
+        if args.command == "events":
+            return await commands.events_show(service, out, args.id, args.json)
+        if args.command == "bookings":
+            return await commands.bookings_show(service, out, args.id, args.json)
         if args.action == "enable":
-            return await operations.enable_destination(config, store, out, args.name or "")
-        return await operations.destinations(config, store, out)
+            return await commands.enable_destination(service, out, args.name)
+        return await commands.destinations(service, out, as_json=args.json)
     except StoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:
         await store.close()
+
+
+def _event_query(args: argparse.Namespace, since: float | None, now: float) -> Any:
+    """The filters of ``hub events list`` as the API's query; ValueError names a bad one."""
+    from pydantic import ValidationError
+
+    from hub import operations
+    from hub.admin.models import EventQuery
+
+    until = operations.parse_since(args.until, now) if args.until else None
+    fields = {
+        "source": args.source,
+        "type": args.type,
+        "booking": args.booking,
+        "email": args.email,
+        "since": datetime.fromtimestamp(since, UTC) if since is not None else None,
+        "until": datetime.fromtimestamp(until, UTC) if until is not None else None,
+        "cursor": args.cursor,
+        "limit": args.limit,
+    }
+    try:
+        return EventQuery.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ValueError(f"--{first['loc'][0]}: {first['msg']}") from None
 
 
 def plural(count: int, noun: str) -> str:

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from hub.admin.settings import AdminConfig
 from hub.conditions import Condition, compile_condition
 from hub.errors import ConfigError
 from hub.ics import IcsLinks
@@ -300,6 +301,7 @@ class _File(_Section):
     server: ServerConfig = ServerConfig()
     worker: WorkerConfig = WorkerConfig()
     log: LogConfig = LogConfig()
+    admin: AdminConfig = AdminConfig()
     sources: dict[str, ConnectorSpec] = {}
     destinations: dict[str, ConnectorSpec] = {}
     routes: list[RouteConfig] = []
@@ -325,6 +327,7 @@ class Config:
         self.server = file.server
         self.worker = file.worker
         self.log = file.log
+        self.admin = file.admin
         self.routes = file.routes
         self.sources = sources
         self.destinations = destinations

@@ -176,6 +176,15 @@ class SourceConnector(ABC):
         partition, so a booking's whole history shares one. Default: none."""
         return []
 
+    def event_name(self, payload: dict[str, Any]) -> str | None:
+        """The provider's own name of the event, as operators see it listed. Default: the
+        payload's ``event`` or ``type`` field, if it is a string."""
+        for field_name in ("event", "type"):
+            value = payload.get(field_name)
+            if isinstance(value, str):
+                return value[:200]
+        return None
+
     @abstractmethod
     async def normalize(
         self, payload: dict[str, Any], context: NormalizeContext

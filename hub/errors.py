@@ -11,6 +11,13 @@
     ├── StoreError                  the store refused or failed an operation
     │   └── StoreUnavailable        503  the store cannot be reached
     ├── NormalizeError              a stored payload cannot become canonical events
+    ├── AdminError                  the admin API refuses a request; carries its HTTP status
+    │   ├── BadRequest              400  a malformed parameter or body (names it)
+    │   ├── Unauthorized            401  no token, or not one of admin.tokens
+    │   ├── Forbidden               403  a viewer's token on an operator's action
+    │   ├── NotFound                404  no such event, booking, job or destination
+    │   ├── Conflict                409  the action does not apply (replaying a live job)
+    │   └── BodyTooLarge            413  a request body over server.max_body
     └── DeliveryError               a destination did not take a delivery
         ├── RetryableDelivery       try again later (optionally not before retry_after)
         └── PermanentDelivery       retrying cannot help: dead-letter at once
@@ -24,19 +31,26 @@ retryable and recorded with its type and message.
 from __future__ import annotations
 
 __all__ = [
+    "AdminError",
+    "BadRequest",
     "BodyTimeout",
+    "BodyTooLarge",
     "ConfigError",
+    "Conflict",
     "DeliveryError",
+    "Forbidden",
     "HubError",
     "IntakeError",
     "InvalidPayload",
     "NormalizeError",
+    "NotFound",
     "PayloadTooLarge",
     "PermanentDelivery",
     "RetryableDelivery",
     "SignatureError",
     "StoreError",
     "StoreUnavailable",
+    "Unauthorized",
     "UnknownSource",
 ]
 
@@ -105,6 +119,55 @@ class StoreUnavailable(StoreError):
 
 class NormalizeError(HubError):
     """A payload passed its schema but cannot be turned into canonical events."""
+
+
+class AdminError(HubError):
+    """The admin API refuses a request. ``status`` is the HTTP status; ``parameter`` names
+    the parameter or body field at fault, if one is."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, detail: str, parameter: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.parameter = parameter
+
+    def to_json(self) -> dict[str, str]:
+        body = {"error": self.code, "detail": self.detail}
+        if self.parameter is not None:
+            body["parameter"] = self.parameter
+        return body
+
+
+class BadRequest(AdminError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(AdminError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AdminError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AdminError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AdminError):
+    status = 409
+    code = "conflict"
+
+
+class BodyTooLarge(AdminError):
+    status = 413
+    code = "payload_too_large"
 
 
 class DeliveryError(HubError):

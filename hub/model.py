@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 __all__ = [
     "EVENT_TYPES",
     "NOTIFICATION_TYPES",
+    "OUTCOMES",
     "Answer",
     "Booking",
     "BookingEvent",
@@ -24,6 +25,7 @@ __all__ = [
     "InviteReply",
     "Location",
     "Meeting",
+    "Outcome",
     "Person",
     "Proposal",
     "booking_uuid",
@@ -154,6 +156,20 @@ class InviteReply(_Model):
     proposal: Proposal | None = None
 
 
+OUTCOMES = ("held", "no_show", "follow_up", "won", "lost")
+
+
+class Outcome(_Model):
+    """How a meeting went, as an operator recorded it (``meeting_outcome_changed``)."""
+
+    value: Literal["held", "no_show", "follow_up", "won", "lost"] = Field(
+        description="held: it took place; no_show: the client did not come; follow_up: "
+        "another meeting is needed; won / lost: the business outcome"
+    )
+    note: str | None = Field(None, description="The operator's note")
+    by: str | None = Field(None, description="Name of the admin token that recorded it")
+
+
 class BookingEvent(_Model):
     """Something that happened to a booking, in the hub's own words."""
 
@@ -168,6 +184,7 @@ class BookingEvent(_Model):
     )
     original: Booking | None = Field(None, description="The booking before a reschedule")
     reply: InviteReply | None = Field(None, description="The answer, for invite_replied")
+    outcome: Outcome | None = Field(None, description="The outcome, for meeting_outcome_changed")
     raw: dict[str, Any] = Field(default_factory=dict, description="The provider's payload")
 
     def to_json(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from hub.retry import RetryPolicy
 from hub.routing import Router
 from hub.store import Attempt, Health, Job, NewJob, Recorded, Store
 from hub.store.partitions import scope as partition_scope
+from hub.store.views import EventNote
 
 __all__ = ["Worker"]
 
@@ -56,6 +57,7 @@ class _Plan:
 
     spawn: list[NewJob] = field(default_factory=list)
     unschedule: list[str] = field(default_factory=list)
+    note: EventNote | None = None  # what a dispatch found, to index its inbound event
 
 
 class _Failure(Exception):
@@ -80,6 +82,27 @@ class _Failure(Exception):
         self.retry_after = retry_after
         self.health = health  # what it says of the destination's health
         self.disable = disable  # why the destination must stop receiving, if it must
+
+
+def _job_context(job: Job) -> dict[str, Any]:
+    """What every log line of a job names: the job, its destination and route, its
+    inbound event and its booking (as far as the job knows them before it runs)."""
+    payload = job.payload
+    event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
+    booking = payload.get("booking") or ((event or {}).get("booking") or {}).get("uid")
+    return {
+        "job_id": job.id,
+        "kind": job.kind,
+        "attempt": job.attempt,
+        "destination": job.destination,
+        "route": payload.get("route"),
+        "event_id": job.event_id,
+        "booking": booking,
+    }
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
 def _signature(event_id: str, route: str, destination: str, message: dict[str, Any]) -> str:
@@ -203,7 +226,7 @@ class Worker:
             await self._process(job)
 
     async def _process(self, job: Job) -> None:
-        bound = log.bind(job_id=job.id, kind=job.kind, attempt=job.attempt, event_id=job.event_id)
+        bound = log.bind(**_job_context(job))
         started = self.clock.now()
         t0 = time.perf_counter()
         plan = _Plan()
@@ -238,8 +261,10 @@ class Worker:
             attempt = Attempt(job.attempt, started, duration, "done", status, None, response)
             health = "ok" if job.kind == "deliver" else None
             recorded = self.store.complete(
-                job, attempt, self.clock.now(), plan.spawn, health, plan.unschedule
+                job, attempt, self.clock.now(), plan.spawn, health, plan.unschedule, plan.note
             )
+        if plan.note is not None and plan.note.booking:
+            bound = bound.bind(booking=plan.note.booking)
         if await self._settle(job, attempt, recorded, bound) and attempt.outcome == "done":
             bound.info("job.done", spawned=len(plan.spawn), duration_ms=round(duration, 1))
 
@@ -259,6 +284,8 @@ class Worker:
             bound.warning("job.lease_lost", outcome=attempt.outcome)
             return False
         self.metrics.jobs.labels(kind=job.kind, outcome=attempt.outcome).inc()
+        if job.kind == "deliver" and job.destination:
+            self.metrics.delivered(job, attempt.outcome, self.clock.now())
         return True
 
     def _policy(self, job: Job) -> RetryPolicy:
@@ -330,8 +357,17 @@ class Worker:
             bookings=Bookings(self.store, self.clock.now()),
             http=self.http,
         )
-        events = await source.normalize(orjson.loads(inbound.body), context)
-        return await self._plan(job, events, bound)
+        payload = orjson.loads(inbound.body)
+        events = await source.normalize(payload, context)
+        plan = await self._plan(job, events, bound)
+        booked = next((e.booking for e in events if e.booking is not None), None)
+        plan.note = EventNote(
+            types=list(dict.fromkeys(e.type for e in events)),
+            booking=booked.uid if booked else "",
+            email=(booked.client.email or "") if booked else "",
+            name=source.event_name(payload) or "" if isinstance(payload, dict) else "",
+        )
+        return plan
 
     async def _timer(self, job: Job, bound: Any) -> _Plan:
         payload = job.payload
@@ -418,13 +454,21 @@ class Worker:
                             signature=signature,
                         )
                     )
+        booked = next((e.booking.uid for e in events if e.booking is not None), None)
         bound.info(
             "dispatch.routed",
+            booking=booked,
             events=[e.type for e in events],
             deliveries=[
-                (j.destination, j.payload.get("message")) for j in plan.spawn if j.kind == "deliver"
+                {"job_id": j.id, "destination": j.destination, "route": j.payload["route"]}
+                for j in plan.spawn
+                if j.kind == "deliver"
             ],
-            timers=[j.key for j in plan.spawn if j.kind == "timer"],
+            timers=[
+                {"job_id": j.id, "route": j.payload.get("route"), "fires_at": _when(j.due)}
+                for j in plan.spawn
+                if j.kind == "timer"
+            ],
             unscheduled=len(plan.unschedule),
             skipped=len(skip),
         )
@@ -542,6 +586,5 @@ class Worker:
             raise _Failure(
                 f"{type(error).__name__}: {error}", permanent=False, health="fail"
             ) from error
-        self.metrics.deliveries.labels(destination=destination.destination).inc()
         response = result.response[:RESPONSE_EXCERPT] if result.response else None
         return result.status, response

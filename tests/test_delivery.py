@@ -7,16 +7,25 @@ import asyncio
 import io
 import json
 
+import pytest
 import redis.asyncio as aioredis
 
+from hub.admin.commands import dlq_list, replay
+from hub.admin.service import AdminService
+from hub.appkeys import CONFIG
 from hub.crypto import new_key
-from hub.operations import dlq_list, replay
+from hub.errors import BadRequest
 from hub.store import Attempt, EndpointPolicy
 from hub.store.redis import RedisStore
 from tests.conftest import REDIS_URL, fixture_json
 
 CREATED = "calendly/invitee_created.json"
 CANCELED = "calendly/invitee_canceled.json"
+
+
+def service_of(hub) -> AdminService:
+    """The service layer the commands use, over a test hub's store and clock."""
+    return AdminService(hub.client.app[CONFIG], hub.store, hub.clock)
 
 
 def other_booking(fixture: str, n: int) -> bytes:
@@ -203,27 +212,20 @@ async def test_dead_letters_are_listed_and_replayed_once(start_hub) -> None:
         hub.clock.advance(3600)
     [dead] = await hub.store.dead_letters()
 
+    service = service_of(hub)
     out = io.StringIO()
-    await dlq_list(hub.store, out, destination="inxmail", since=None, limit=10, as_json=False)
+    await dlq_list(service, out, destination="inxmail", since=None, limit=10, as_json=False)
     assert dead.id in out.getvalue() and "3 attempts" in out.getvalue()
-    out = io.StringIO()
-    await dlq_list(hub.store, out, destination="elsewhere", since=None, limit=10, as_json=False)
-    assert out.getvalue() == "no dead letters\n"
+    with pytest.raises(BadRequest, match="no destination named 'elsewhere'"):
+        await dlq_list(service, out, destination="elsewhere", since=None, limit=10, as_json=False)
 
     hub.sink.default = 202
     out = io.StringIO()
-    now = hub.clock.now()
-    assert (
-        await replay(hub.store, out, [dead.id], destination=None, since=None, resend=False, now=now)
-        == 0
-    )
-    assert (
-        await replay(hub.store, out, [dead.id], destination=None, since=None, resend=False, now=now)
-        == 1
-    )
+    assert await replay(service, out, [dead.id], destination=None, since=None, resend=False) == 0
+    assert await replay(service, out, [dead.id], destination=None, since=None, resend=False) == 1
     assert out.getvalue().splitlines() == [
         f"{dead.id}: due again",
-        f"{dead.id}: not a dead letter (replayed already, or unknown)",
+        f"{dead.id}: not a dead letter (job {dead.id} is due, not a dead letter)",
     ]
     assert await hub.worker.drain() == 1
     job = await hub.store.get_job(dead.id)
@@ -245,9 +247,7 @@ async def test_bulk_replay_by_destination_and_time(start_hub) -> None:
     hub.sink.default = 202
     out = io.StringIO()
     since = hub.clock.now() - 60  # only the one given up in the last minute
-    code = await replay(
-        hub.store, out, [], destination="inxmail", since=since, resend=False, now=hub.clock.now()
-    )
+    code = await replay(service_of(hub), out, [], destination="inxmail", since=since, resend=False)
     assert code == 0
     await hub.worker.drain()
     assert hub.sink.requests[-1].json()["payload"]["customer"]["email"] == "client2@example.org"
@@ -272,21 +272,16 @@ async def test_replaying_an_event_routes_it_to_routes_it_missed(start_hub, sink)
     ]
     later = await start_hub(routes=grown)
     out = io.StringIO()
-    now = later.clock.now()
-    assert (
-        await replay(
-            later.store, out, [event_id], destination=None, since=None, resend=False, now=now
-        )
-        == 0
-    )
-    await replay(later.store, out, [event_id], destination=None, since=None, resend=False, now=now)
+    service = service_of(later)
+    assert await replay(service, out, [event_id], destination=None, since=None, resend=False) == 0
+    await replay(service, out, [event_id], destination=None, since=None, resend=False)
     first, second = out.getvalue().splitlines()
     assert "routed again (routes it has not been sent to)" in first
     assert "a replay is pending already" in second  # one replay request, one job
     await later.worker.drain()
     assert [e for e, _ in sent(hub)] == ["inform-customer", "inform-partner"]
 
-    await replay(later.store, out, [event_id], destination=None, since=None, resend=True, now=now)
+    await replay(service, out, [event_id], destination=None, since=None, resend=True)
     await later.worker.drain()
     assert sorted(e for e, _ in sent(hub)[2:]) == ["inform-customer", "inform-partner"]
 
@@ -350,10 +345,10 @@ async def test_replaying_a_dead_dispatch_after_its_event_was_routed_again_sends_
     [dispatch] = await hub.store.claim(hub.clock.now(), 30, 10)
     await hub.store.bury(dispatch, Attempt(1, hub.clock.now(), 1.0, "dead"), hub.clock.now(), "x")
     out = io.StringIO()
-    now = hub.clock.now()
-    await replay(hub.store, out, [event_id], destination=None, since=None, resend=False, now=now)
+    service = service_of(hub)
+    await replay(service, out, [event_id], destination=None, since=None, resend=False)
     await hub.worker.drain()
     assert len(hub.sink.requests) == 1
-    await replay(hub.store, out, [dispatch.id], destination=None, since=None, resend=False, now=now)
+    await replay(service, out, [dispatch.id], destination=None, since=None, resend=False)
     assert await hub.worker.drain() == 1  # the dispatch runs, and finds it all sent
     assert len(hub.sink.requests) == 1

@@ -14,7 +14,8 @@ DAY = 86400
 async def _ttls(prefix: str, part: str) -> dict[str, int]:
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        return {k: await client.ttl(k) for k in await keys_under(prefix) if f":{part}" in k}
+        keys = [k for k in await keys_under(prefix) if k.startswith(f"{prefix}:{part}")]
+        return {k: await client.ttl(k) for k in keys}
     finally:
         await client.aclose()
 

@@ -456,7 +456,8 @@ async def test_the_invitation_link_serves_the_current_version(start_hub) -> None
 
 
 async def test_replaying_a_past_event_does_not_roll_the_booking_back(start_hub) -> None:
-    from hub.operations import replay
+    from hub.admin.commands import replay
+    from tests.test_delivery import service_of
 
     hub = await start_hub(routes=[REMINDER])
     first = await post(hub, booking())
@@ -466,9 +467,7 @@ async def test_replaying_a_past_event_does_not_roll_the_booking_back(start_hub) 
     await post(hub, created)
     await hub.worker.drain()
     out = io.StringIO()
-    await replay(
-        hub.store, out, [first], destination=None, since=None, resend=True, now=hub.clock.now()
-    )
+    await replay(service_of(hub), out, [first], destination=None, since=None, resend=True)
     await hub.worker.drain()
     stored = await hub.store.get_booking(booking_uuid(OLD))
     assert (stored.snapshot["start"], stored.sequence) == ("2026-12-10T14:00:00Z", 1)

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from hub.store.views import Counts, EventFilter, EventNote, EventRecord, JobFilter, Page
+
 __all__ = [
     "Accepted",
     "Attempt",
@@ -163,6 +165,9 @@ class DestinationState:
     window_failed: int
     reason: str | None
     changed_at: float | None
+    last_ok: float | None = None
+    last_fail: float | None = None
+    last_fail_job: str | None = None  # the delivery that failed last
 
 
 @dataclass(frozen=True)
@@ -250,10 +255,11 @@ class Store(Protocol):
         spawn: list[NewJob] | None = None,
         health: Health | None = None,
         unschedule: list[str] | None = None,
+        note: EventNote | None = None,
     ) -> Recorded:
         """Mark ``job`` done, enqueue ``spawn`` and drop the jobs scheduled under the keys
         ``unschedule``, atomically. False if the lease was lost. ``health`` feeds the
-        destination's circuit breaker."""
+        destination's circuit breaker; ``note`` (a dispatch) indexes its inbound event."""
 
     async def retry(
         self,
@@ -365,6 +371,38 @@ class Store(Protocol):
 
     async def stats(self) -> QueueStats: ...
 
+    async def events(
+        self, where: EventFilter, cursor: str | None = None, limit: int = 50
+    ) -> Page[EventRecord]:
+        """Inbound events, newest first; ValueError for a cursor it did not make."""
+
+    async def event_record(self, event_id: str) -> EventRecord | None: ...
+
+    async def event_jobs(self, event_id: str) -> list[JobInfo]:
+        """Every job an inbound event led to, in the order they were made."""
+
+    async def booking_events(self, uid: str) -> list[EventRecord]:
+        """A booking's inbound events, oldest first."""
+
+    async def jobs(
+        self, where: JobFilter, cursor: str | None = None, limit: int = 50
+    ) -> Page[JobInfo]:
+        """Jobs, the latest to enter their state first."""
+
+    async def waits_behind(self, job: JobInfo) -> str | None:
+        """The job a blocked job waits behind."""
+
+    async def dead_letter_ids(
+        self, destination: str | None = None, since: float | None = None
+    ) -> list[str]: ...
+
+    async def counts(self, destinations: list[str], now: float) -> Counts:
+        """Jobs by state and kind, by destination and state, and the oldest due time:
+        counts the store keeps as it goes, never a scan."""
+
+    async def delivery_rates(self, now: float, minutes: int = 60) -> list[dict[str, Any]]:
+        """Deliveries per minute by outcome, oldest minute first."""
+
 
 def open_store(
     url: str,
@@ -399,6 +437,7 @@ def open_store(
         "booking_horizon": booking_horizon,
         "min_replicas": min_replicas,
         "replica_timeout": replica_timeout,
+        "lookup_keys": encryption_keys,
     }
     if cluster or count > 1:
         return PartitionedStore(client_for(url), partitions=count, **options)

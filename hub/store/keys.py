@@ -29,6 +29,18 @@ partition, and a destination's gates live in a slot of their own:
     {prefix}:{d:<name>}:dest:{name}     hash        circuit state, window counters
     {prefix}:{d:<name>}:running:{name}  sorted set  ``{job id}|{lease}`` by lease expiry
 
+The read side's indexes, kept by the same scripts (no listing scans the keyspace). Each
+is one partition's; a reader merges the partitions' sets (today: one partition).
+
+    {p}:event:{id}:jobs         sorted set  the jobs an inbound event led to, by creation
+    {p}:ix:source:{source}      sorted set  inbound event ids of a source, by receipt
+    {p}:ix:type:{type}          sorted set  inbound event ids by canonical type, by receipt
+    {p}:ix:email:{digest}       sorted set  inbound event ids by the client's email digest
+    {p}:ix:booking:{uid}        sorted set  inbound event ids of a booking, by receipt
+    {p}:jobs:{state}:kind:{k}   sorted set  job ids of a state and kind, by entry in it
+    {p}:jobs:{state}:to:{dest}  sorted set  delivery ids of a state and destination
+    {p}:rate:{minute}           hash        deliveries of a minute by outcome (2 h)
+
 The Lua scripts of ``hub/store/redis.py`` build the same names from the prefix they are
 given; each script touches the keys of one prefix only.
 """
@@ -85,3 +97,32 @@ class Keys:
 
     def running(self, name: str) -> str:
         return f"{self.prefix}running:{name}"
+
+    # --- the read side's indexes
+
+    def event_jobs(self, event_id: str) -> str:
+        return f"{self.prefix}event:{event_id}:jobs"
+
+    def by_source(self, source: str) -> str:
+        return f"{self.prefix}ix:source:{source}"
+
+    def by_type(self, event_type: str) -> str:
+        return f"{self.prefix}ix:type:{event_type}"
+
+    def by_email(self, digest: str) -> str:
+        return f"{self.prefix}ix:email:{digest}"
+
+    def booking_events(self, uid: str) -> str:
+        return f"{self.prefix}ix:booking:{uid}"
+
+    def jobs_of_kind(self, state: str, kind: str) -> str:
+        return f"{self.prefix}jobs:{state}:kind:{kind}"
+
+    def jobs_to(self, state: str, destination: str) -> str:
+        return f"{self.prefix}jobs:{state}:to:{destination}"
+
+    def rate(self, minute: int) -> str:
+        return f"{self.prefix}rate:{minute}"
+
+    def order(self, key: str) -> str:
+        return f"{self.prefix}order:{key}"

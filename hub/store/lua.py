@@ -19,6 +19,7 @@ __all__ = [
     "GIVE_BACK",
     "PAIR",
     "PAIR_TIMEOUT",
+    "READ_EVENTS",
     "REDISPATCH",
     "REPLAY",
 ]
@@ -35,6 +36,50 @@ local function num(value, default)
   return default
 end
 
+-- The read side's indexes of jobs: a job's id sits in the sorted set of its state and
+-- kind and, for a delivery, of its state and destination, scored by when it entered the
+-- state (ms). Their sizes are the gauges; their members are the listings. `keep` (s), if
+-- given, trims the new state's sets to that age (done jobs).
+local function unindex(id, state, kind, dest)
+  if not state or not kind then return end
+  redis.call('ZREM', p .. 'jobs:' .. state .. ':kind:' .. kind, id)
+  if dest and dest ~= '' then redis.call('ZREM', p .. 'jobs:' .. state .. ':to:' .. dest, id) end
+end
+
+local function set_state(id, state, keep)
+  local k = jk(id)
+  local f = redis.call('HMGET', k, 'state', 'kind', 'destination')
+  if f[1] == state then return end
+  unindex(id, f[1], f[2], f[3])
+  redis.call('HSET', k, 'state', state)
+  if not f[2] then return end
+  local sets = {p .. 'jobs:' .. state .. ':kind:' .. f[2]}
+  if f[3] and f[3] ~= '' then sets[2] = p .. 'jobs:' .. state .. ':to:' .. f[3] end
+  for _, zk in ipairs(sets) do
+    redis.call('ZADD', zk, now, id)
+    if keep then redis.call('ZREMRANGEBYSCORE', zk, '-inf', now - keep * 1000) end
+  end
+end
+
+-- A job joins the jobs of the inbound event it came from; that list lives as long as
+-- the event does.
+local function own(id, event_id)
+  if not event_id or event_id == '' then return end
+  local ek = p .. 'event:' .. event_id
+  local ttl = redis.call('PTTL', ek)
+  if ttl == -2 then return end
+  redis.call('ZADD', ek .. ':jobs', now, id)
+  if ttl > 0 then redis.call('PEXPIRE', ek .. ':jobs', ttl) end
+end
+
+-- An index of events, scored by receipt (ms), trimmed to `keep` seconds and expiring
+-- with its newest entry.
+local function index_event(zk, received, event_id, keep)
+  redis.call('ZADD', zk, received, event_id)
+  redis.call('ZREMRANGEBYSCORE', zk, '-inf', now - keep * 1000)
+  redis.call('EXPIRE', zk, keep)
+end
+
 -- Put a job on the queue, due at `due`, unless an older job of its ordering key is
 -- unfinished: then it is blocked until that one is done or dead.
 local function enqueue(id, due, okey)
@@ -45,11 +90,11 @@ local function enqueue(id, due, okey)
     redis.call('ZADD', zk, redis.call('INCR', p .. 'seq'), id)
     redis.call('HSET', k, 'order_key', okey)
     if redis.call('ZRANGE', zk, 0, 0)[1] ~= id then
-      redis.call('HSET', k, 'state', 'blocked')
+      set_state(id, 'blocked')
       return
     end
   end
-  redis.call('HSET', k, 'state', 'due')
+  set_state(id, 'due')
   redis.call('ZADD', p .. 'q:due', due, id)
 end
 
@@ -62,7 +107,8 @@ local function leave(id)
   local head = redis.call('ZRANGE', zk, 0, 0)[1]
   if head and redis.call('HGET', jk(head), 'state') == 'blocked' then
     local due = math.max(num(redis.call('HGET', jk(head), 'due_at'), now), now)
-    redis.call('HSET', jk(head), 'state', 'due', 'due_at', due)
+    set_state(head, 'due')
+    redis.call('HSET', jk(head), 'due_at', due)
     redis.call('ZADD', p .. 'q:due', due, head)
   end
 end
@@ -77,6 +123,9 @@ local function unschedule(key)
   local state = redis.call('HGET', jk(old), 'state')
   if state == 'due' or state == 'retry' then
     redis.call('ZREM', p .. 'q:due', old)
+    local f = redis.call('HMGET', jk(old), 'kind', 'destination', 'event_id')
+    unindex(old, state, f[1], f[2])
+    if f[3] and f[3] ~= '' then redis.call('ZREM', p .. 'event:' .. f[3] .. ':jobs', old) end
     redis.call('DEL', jk(old), jk(old) .. ':attempts')
   end
 end
@@ -89,7 +138,7 @@ local function forget_key(id)
   end
 end
 
-local function set_state(dk, state, reason)
+local function set_circuit(dk, state, reason)
   redis.call('HSET', dk, 'state', state, 'changed_at', now, 'reason', reason or '')
 end
 
@@ -114,7 +163,7 @@ local function gate(dk, id, running, max_in_flight, circuit_off)
   if state == 'disabled' then return now + 60000 end
   if state == 'open' then
     if now < num(d[2], 0) then return num(d[2], 0) end
-    set_state(dk, 'half_open', 'probing')
+    set_circuit(dk, 'half_open', 'probing')
     redis.call('HSET', dk, 'probe', id)
   elseif state == 'half_open' then
     if d[3] and d[3] ~= '' then return now + 1000 end
@@ -135,11 +184,11 @@ local function breaker(dest, id, health, window, ratio, min_calls, open_for, ena
     redis.call('HSET', dk, 'probe', '')
     if health == 'ok' or not enabled then
       redis.call('HSET', dk, 'win_start', now, 'ok', 0, 'fail', 0)
-      set_state(dk, 'closed', 'probe succeeded')
+      set_circuit(dk, 'closed', 'probe succeeded')
       return 'closed'
     end
     redis.call('HSET', dk, 'open_until', now + open_for)
-    set_state(dk, 'open', 'probe failed')
+    set_circuit(dk, 'open', 'probe failed')
     return 'open'
   end
   if not enabled then return nil end
@@ -148,7 +197,7 @@ local function breaker(dest, id, health, window, ratio, min_calls, open_for, ena
   if health == 'ok' then ok = ok + 1 else fail = fail + 1 end
   if ok + fail >= min_calls and fail / (ok + fail) >= ratio then
     redis.call('HSET', dk, 'open_until', now + open_for, 'win_start', now, 'ok', 0, 'fail', 0)
-    set_state(dk, 'open', fail .. ' of ' .. (ok + fail) .. ' attempts failed')
+    set_circuit(dk, 'open', fail .. ' of ' .. (ok + fail) .. ' attempts failed')
     return 'open'
   end
   redis.call('HSET', dk, 'win_start', start, 'ok', ok, 'fail', fail)
@@ -182,8 +231,10 @@ redis.call('SET', dk, event_id, 'EX', ttl)
 redis.call('HSET', p .. 'event:' .. event_id, 'source', source, 'body', body,
            'received_at', now, 'order_key', okey, 'dispatch_job', job_id)
 redis.call('ZADD', p .. 'events', now, event_id)
+redis.call('ZADD', p .. 'ix:source:' .. source, now, event_id)
 redis.call('HSET', jk(job_id), 'kind', 'dispatch', 'payload', payload, 'attempts', 0,
            'created_at', now, 'event_id', event_id)
+own(job_id, event_id)
 enqueue(job_id, now, okey)
 return {event_id, 0}
 """
@@ -216,7 +267,8 @@ local expired = redis.call('ZRANGEBYSCORE', p .. 'q:inflight', '-inf', now, 'LIM
 for _, id in ipairs(expired) do
   redis.call('ZREM', p .. 'q:inflight', id)
   unclaim(id, redis.call('HGET', jk(id), 'destination'))
-  redis.call('HSET', jk(id), 'state', 'due', 'lease', '')
+  set_state(id, 'due')
+  redis.call('HSET', jk(id), 'lease', '')
   defer(id, now)
 end
 local out, claimed = {}, 0
@@ -247,7 +299,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'q:due', '-inf', now, 'LIMI
     redis.call('ZREM', p .. 'q:due', id)
     redis.call('ZADD', p .. 'q:inflight', now + lease, id)
     local attempts = redis.call('HINCRBY', k, 'attempts', 1)
-    redis.call('HSET', k, 'state', 'running', 'lease', token, 'claimed_at', now)
+    set_state(id, 'running')
+    redis.call('HSET', k, 'lease', token, 'claimed_at', now)
     for _, v in ipairs({id, f[1], f[2], attempts, f[3] or '', f[4] or '', f[5] or '0'}) do
       out[#out + 1] = v
     end
@@ -262,9 +315,11 @@ return out
 #       attempt json ('' for release), due ms (retry) | reason (dead) | retention s (done),
 #       health (ok|fail|''), disable reason (''), breaker window ms, failure ratio,
 #       minimum attempts, open ms, circuit on (1) or off (0), number of spawned jobs,
-#       dead-letter retention s, then for each spawned job: id, kind, payload, due ms,
-#       destination, event id, ordering key, signature, job key (a job already under that
-#       key is replaced), then job keys to unschedule
+#       dead-letter retention s, what a finished dispatch found (JSON: canonical types,
+#       booking uid, email digest, the provider's event name; '' for none), then for each
+#       spawned job: id, kind, payload, due ms, destination, event id, ordering key,
+#       signature, job key (a job already under that key is replaced), then job keys to
+#       unschedule
 # Returns {1 or 0 (lease lost), the destination's new circuit state or ''}
 FINISH = (
     PRELUDE
@@ -282,7 +337,7 @@ if gated and dest and dest ~= '' then
                       tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14] == '1') or ''
   end
   if disable ~= '' then
-    set_state(p .. 'dest:' .. dest, 'disabled', disable)
+    set_circuit(p .. 'dest:' .. dest, 'disabled', disable)
     changed = 'disabled'
   end
   unclaim(id, dest)
@@ -291,39 +346,81 @@ if attempt ~= '' then
   redis.call('RPUSH', k .. ':attempts', attempt)
   redis.call('LTRIM', k .. ':attempts', -100, -1)
 end
-local dispatch = redis.call('HGET', k, 'kind') == 'dispatch'
+local kind = redis.call('HGET', k, 'kind')
+local dispatch = kind == 'dispatch'
 local event_id = redis.call('HGET', k, 'event_id')
+if kind == 'deliver' and outcome ~= 'release' then
+  -- deliveries per minute by outcome, kept two hours
+  local rk = p .. 'rate:' .. math.floor(now / 60000)
+  redis.call('HINCRBY', rk, outcome, 1)
+  redis.call('EXPIRE', rk, 7200)
+  if dest and dest ~= '' then
+    if outcome == 'done' then
+      redis.call('HSET', p .. 'dest:' .. dest, 'last_ok', now)
+    else
+      redis.call('HSET', p .. 'dest:' .. dest, 'last_fail', now, 'last_fail_job', id)
+    end
+  end
+end
 if outcome == 'done' then
   local ttl = tonumber(extra)
-  redis.call('HSET', k, 'state', 'done', 'lease', '', 'finished_at', now)
+  set_state(id, 'done', ttl)
+  redis.call('HSET', k, 'lease', '', 'finished_at', now)
   leave(id)
   forget_key(id)
   redis.call('EXPIRE', k, ttl)
   redis.call('EXPIRE', k .. ':attempts', ttl)
   if dispatch then
-    redis.call('EXPIRE', p .. 'event:' .. event_id, ttl)
+    local ek = p .. 'event:' .. event_id
+    redis.call('EXPIRE', ek, ttl)
+    redis.call('EXPIRE', ek .. ':jobs', ttl)
     redis.call('ZREMRANGEBYSCORE', p .. 'events', '-inf', now - ttl * 1000)
+    local e = redis.call('HMGET', ek, 'received_at', 'source')
+    if e[2] then
+      redis.call('ZREMRANGEBYSCORE', p .. 'ix:source:' .. e[2], '-inf', now - ttl * 1000)
+    end
+    if ARGV[17] ~= '' and e[1] then
+      local note = cjson.decode(ARGV[17])
+      local received = tonumber(e[1])
+      redis.call('HSET', ek, 'types', table.concat(note.types, ','), 'booking', note.booking,
+                 'email', note.email, 'name', note.name)
+      for _, t in ipairs(note.types) do
+        index_event(p .. 'ix:type:' .. t, received, event_id, ttl)
+      end
+      if note.booking ~= '' then
+        index_event(p .. 'ix:booking:' .. note.booking, received, event_id, ttl)
+      end
+      if note.email ~= '' then
+        index_event(p .. 'ix:email:' .. note.email, received, event_id, ttl)
+      end
+    end
   end
 elseif outcome == 'retry' then
-  redis.call('HSET', k, 'state', 'retry', 'lease', '', 'due_at', extra)
+  set_state(id, 'retry')
+  redis.call('HSET', k, 'lease', '', 'due_at', extra)
   redis.call('ZADD', p .. 'q:due', extra, id)
 elseif outcome == 'dead' then
   local keep = tonumber(ARGV[16])
-  redis.call('HSET', k, 'state', 'dead', 'lease', '', 'finished_at', now, 'reason', extra)
+  set_state(id, 'dead', keep)  -- its indexes keep what the dead-letter retention keeps
+  redis.call('HSET', k, 'lease', '', 'finished_at', now, 'reason', extra)
   redis.call('ZADD', p .. 'q:dead', now, id)
   leave(id)
   forget_key(id)
   -- dead letters hold personal data: kept for the dead-letter retention, then gone
   redis.call('EXPIRE', k, keep)
   redis.call('EXPIRE', k .. ':attempts', keep)
-  if dispatch then redis.call('EXPIRE', p .. 'event:' .. event_id, keep) end
+  if dispatch then
+    redis.call('EXPIRE', p .. 'event:' .. event_id, keep)
+    redis.call('EXPIRE', p .. 'event:' .. event_id .. ':jobs', keep)
+  end
   redis.call('ZREMRANGEBYSCORE', p .. 'q:dead', '-inf', now - keep * 1000)
 else
   redis.call('HINCRBY', k, 'attempts', -1)
-  redis.call('HSET', k, 'state', 'due', 'lease', '', 'due_at', now)
+  set_state(id, 'due')
+  redis.call('HSET', k, 'lease', '', 'due_at', now)
   redis.call('ZADD', p .. 'q:due', now, id)
 end
-local i = 17
+local i = 18
 for _ = 1, tonumber(ARGV[15]) do
   local sid, key = ARGV[i], ARGV[i + 8]
   if key ~= '' then
@@ -333,6 +430,7 @@ for _ = 1, tonumber(ARGV[15]) do
   redis.call('HSET', jk(sid), 'kind', ARGV[i + 1], 'payload', ARGV[i + 2], 'attempts', 0,
              'created_at', now, 'destination', ARGV[i + 4], 'event_id', ARGV[i + 5],
              'key', key)
+  own(sid, ARGV[i + 5])
   enqueue(sid, tonumber(ARGV[i + 3]), ARGV[i + 6])
   if ARGV[i + 7] ~= '' then
     local sent = p .. 'event:' .. ARGV[i + 5] .. ':sent'
@@ -361,6 +459,7 @@ redis.call('PERSIST', k)
 redis.call('PERSIST', k .. ':attempts')
 if redis.call('HGET', k, 'kind') == 'dispatch' then
   redis.call('PERSIST', p .. 'event:' .. redis.call('HGET', k, 'event_id'))
+  redis.call('PERSIST', p .. 'event:' .. redis.call('HGET', k, 'event_id') .. ':jobs')
 end
 redis.call('HSET', k, 'attempts', 0, 'reason', '', 'finished_at', '', 'created_at', now)
 redis.call('HINCRBY', k, 'replays', 1)
@@ -389,8 +488,10 @@ for _, current in ipairs({redis.call('GET', rk), redis.call('HGET', ek, 'dispatc
 end
 redis.call('SET', rk, job_id, 'EX', ttl)
 redis.call('PERSIST', ek)
+redis.call('PERSIST', ek .. ':jobs')
 redis.call('HSET', jk(job_id), 'kind', 'dispatch', 'payload', payload, 'attempts', 0,
            'created_at', now, 'event_id', event_id)
+own(job_id, event_id)
 enqueue(job_id, now, redis.call('HGET', ek, 'order_key') or '')
 return {job_id, 1}
 """
@@ -480,6 +581,7 @@ local fid = ARGV[8]
 redis.call('SET', p .. 'jobkey:pair|' .. key, fid)
 redis.call('HSET', jk(fid), 'kind', 'timer', 'payload', ARGV[10], 'attempts', 0,
            'created_at', now, 'key', 'pair|' .. key, 'event_id', ARGV[12])
+own(fid, ARGV[12])
 enqueue(fid, tonumber(ARGV[9]), '')
 return {'wait'}
 """
@@ -516,6 +618,7 @@ while ARGV[i] do
   end
   redis.call('HSET', jk(id), 'kind', ARGV[i + 1], 'payload', ARGV[i + 2], 'attempts', 0,
              'created_at', now, 'destination', ARGV[i + 4], 'event_id', ARGV[i + 5], 'key', key)
+  own(id, ARGV[i + 5])
   enqueue(id, tonumber(ARGV[i + 3]), ARGV[i + 6])
   i = i + 8
 end
@@ -568,7 +671,7 @@ if health ~= '' then
                     tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '1') or ''
 end
 if disable ~= '' then
-  set_state(dk, 'disabled', disable)
+  set_circuit(dk, 'disabled', disable)
   changed = 'disabled'
 end
 if redis.call('HGET', dk, 'probe') == entry then redis.call('HSET', dk, 'probe', '') end
@@ -589,7 +692,8 @@ for i = 3, #ARGV, 3 do
   if redis.call('HGET', k, 'lease') == ARGV[i + 1] then
     redis.call('ZREM', p .. 'q:inflight', id)
     redis.call('HINCRBY', k, 'attempts', -1)
-    redis.call('HSET', k, 'state', 'due', 'lease', '', 'due_at', due)
+    set_state(id, 'due')
+    redis.call('HSET', k, 'lease', '', 'due_at', due)
     redis.call('ZADD', p .. 'q:due', due, id)
     n = n + 1
   end
@@ -597,3 +701,26 @@ end
 return n
 """
 )
+
+# Read only. ARGV: prefix, then event ids.
+# Returns for each event: {source, received_at, name, types, booking, email digest, then
+# the states of its jobs}; {} for an event no longer stored.
+READ_EVENTS = """
+local p = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local ek = p .. 'event:' .. ARGV[i]
+  local row = redis.call('HMGET', ek, 'source', 'received_at', 'name', 'types', 'booking', 'email')
+  if row[1] then
+    for j = 1, 6 do row[j] = row[j] or '' end
+    for _, job in ipairs(redis.call('ZRANGE', ek .. ':jobs', 0, -1)) do
+      local state = redis.call('HGET', p .. 'job:' .. job, 'state')
+      if state then row[#row + 1] = state end
+    end
+    out[#out + 1] = row
+  else
+    out[#out + 1] = {}
+  end
+end
+return out
+"""

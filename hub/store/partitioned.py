@@ -19,8 +19,9 @@ script runs in one slot. What this adds to ``RedisStore``:
   is atomic: a worker that dies there leaves a gate entry that goes away when its lease
   runs out (the job is then claimed again, one attempt spent), and an outcome lost there
   is one sample fewer for the breaker.
-- **The read side** (events, jobs, bookings, dead letters, replay, stats) asks every
-  partition, unless a job is in scope: then its partition is the one.
+- **The read side** (events, jobs, bookings, dead letters, replay, stats, the admin
+  listings and counts) asks every partition, unless a job is in scope: then its
+  partition is the one.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from hub.store.keys import Keys
 from hub.store.lua import GATE, GATE_DONE, GIVE_BACK
 from hub.store.partitions import current, gate_prefix, partition_of, scope
 from hub.store.redis import _NO_POLICY, RedisStore, _Batch, _ms, _text
+from hub.store.views import EventRecord
 
 __all__ = ["PartitionedStore"]
 
@@ -381,14 +383,33 @@ class PartitionedStore(RedisStore):
     async def get_job(self, job_id: str) -> JobInfo | None:
         return await self._first(lambda: RedisStore.get_job(self, job_id))
 
-    async def dead_letters(
-        self, limit: int = 100, destination: str | None = None, since: float | None = None
-    ) -> list[JobInfo]:
-        parts = await self._everywhere(
-            lambda: RedisStore.dead_letters(self, limit, destination, since)
-        )
-        jobs = sorted((j for part in parts for j in part), key=lambda j: j.finished_at or 0)
-        return jobs[:limit]
+    # dead_letters, counts, delivery_rates and the listings merge every partition's
+    # indexes through _partitions(); the records they name are read below.
+
+    def _partitions(self) -> list[Keys]:
+        return [self.keys] if current() is not None else list(self._partition_keys)
+
+    async def _jobs(self, ids: list[str]) -> list[JobInfo]:
+        if current() is not None:
+            return await super()._jobs(ids)
+        parts = await self._everywhere(lambda: RedisStore._jobs(self, ids))
+        found = {job.id: job for part in parts for job in part}
+        return [found[i] for i in ids if i in found]
+
+    async def _event_records(self, ids: list[str]) -> list[EventRecord | None]:
+        if current() is not None or not ids:
+            return await super()._event_records(ids)
+        parts = await self._everywhere(lambda: RedisStore._event_records(self, ids))
+        return [next((part[i] for part in parts if part[i]), None) for i in range(len(ids))]
+
+    async def event_jobs(self, event_id: str) -> list[JobInfo]:
+        return await self._first(lambda: RedisStore.event_jobs(self, event_id)) or []
+
+    async def booking_events(self, uid: str) -> list[EventRecord]:
+        return await self._first(lambda: RedisStore.booking_events(self, uid)) or []
+
+    async def waits_behind(self, job: JobInfo) -> str | None:
+        return await self._first(lambda: RedisStore.waits_behind(self, job))
 
     async def destination_states(self, names: list[str]) -> list[DestinationState]:
         states = await super().destination_states(names)

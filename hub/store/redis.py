@@ -43,6 +43,7 @@ from hub.store import (
 )
 from hub.store.connect import client_for
 from hub.store.keys import Keys
+from hub.store.lookup import Digests
 from hub.store.lua import (
     ACCEPT,
     BOOK,
@@ -51,11 +52,14 @@ from hub.store.lua import (
     FINISH,
     PAIR,
     PAIR_TIMEOUT,
+    READ_EVENTS,
     REDISPATCH,
     REPLAY,
 )
 from hub.store.partitions import current as current_partition
 from hub.store.partitions import partition_prefix
+from hub.store.reading import RedisReading
+from hub.store.views import EventNote
 
 __all__ = ["RedisStore"]
 
@@ -192,7 +196,7 @@ class _Batch:
             await asyncio.gather(*self._flushes, return_exceptions=True)
 
 
-class RedisStore:
+class RedisStore(RedisReading):
     def __init__(
         self,
         client: aioredis.Redis,
@@ -204,6 +208,7 @@ class RedisStore:
         booking_horizon: float = 0.0,
         endpoints: Mapping[str, EndpointPolicy] | None = None,
         cipher: Cipher | None = None,
+        lookup_keys: list[str] | None = None,
         partitions: int = 1,
         tagged: bool = False,
         min_replicas: int = 0,
@@ -217,6 +222,7 @@ class RedisStore:
         ]
         wait = (min_replicas, _ms(replica_timeout)) if min_replicas else None
         self._wait = wait
+        self.digests = Digests(lookup_keys or [])
         self.dedup_window = int(dedup_window)
         self.retention = int(retention)
         self.dead_letter_retention = int(dead_letter_retention)
@@ -242,6 +248,7 @@ class RedisStore:
         self._enqueue = _Batch(client, client.register_script(ENQUEUE), wait)
         self._pair = _Batch(client, client.register_script(PAIR), wait)
         self._pair_timeout = _Batch(client, client.register_script(PAIR_TIMEOUT), wait)
+        self._read_events = _Batch(client, client.register_script(READ_EVENTS))
 
     @property
     def keys(self) -> Keys:
@@ -428,6 +435,7 @@ class RedisStore:
         health: Health | None = None,
         disable: str | None = None,
         unschedule: list[str] | None = None,
+        note: EventNote | None = None,
     ) -> Recorded:
         policy = self.endpoints.get(job.destination or "", _NO_POLICY)
         args: list[Any] = [
@@ -447,6 +455,7 @@ class RedisStore:
             1 if policy.circuit else 0,
             len(spawn or ()),
             self.dead_letter_retention,
+            self._note(note),
         ]
         for new in spawn or ():
             args += [
@@ -464,6 +473,18 @@ class RedisStore:
         kept, changed = await self._call(self._finishes.submit(args))
         return Recorded(bool(kept), _text(changed) or None)
 
+    def _note(self, note: EventNote | None) -> bytes | str:
+        if note is None:
+            return ""
+        return orjson.dumps(
+            {
+                "types": note.types,
+                "booking": note.booking,
+                "email": self.digests.write(note.email),
+                "name": note.name,
+            }
+        )
+
     async def complete(
         self,
         job: Job,
@@ -472,6 +493,7 @@ class RedisStore:
         spawn: list[NewJob] | None = None,
         health: Health | None = None,
         unschedule: list[str] | None = None,
+        note: EventNote | None = None,
     ) -> Recorded:
         return await self._finish_job(
             job,
@@ -482,6 +504,7 @@ class RedisStore:
             spawn=spawn,
             health=health,
             unschedule=unschedule,
+            note=note,
         )
 
     async def retry(
@@ -732,12 +755,8 @@ class RedisStore:
         self, limit: int = 100, destination: str | None = None, since: float | None = None
     ) -> list[JobInfo]:
         """Dead letters, oldest death first."""
-        low = _ms(since) if since is not None else "-inf"
-        ids = await self._call(self.redis.zrangebyscore(self.keys.dead, low, "+inf"))
-        jobs = await self._jobs([i.decode() for i in ids])
-        if destination is not None:
-            jobs = [j for j in jobs if j.destination == destination]
-        return jobs[:limit]
+        ids = await self.dead_letter_ids(destination, since)
+        return await self._jobs(ids[:limit])
 
     async def destination_states(self, names: list[str]) -> list[DestinationState]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -756,6 +775,9 @@ class RedisStore:
                     window_failed=int(data.get(b"fail", 0)),
                     reason=_text(data.get(b"reason")) or None,
                     changed_at=_seconds(data.get(b"changed_at")),
+                    last_ok=_seconds(data.get(b"last_ok")),
+                    last_fail=_seconds(data.get(b"last_fail")),
+                    last_fail_job=_text(data.get(b"last_fail_job")) or None,
                 )
             )
         return states
