@@ -416,3 +416,28 @@ async def test_claims_share_the_limit_among_partitions_with_work(make_store) -> 
         assert "job_other" in {j.id for j in claimed}
     finally:
         await store.close()
+
+
+async def test_the_read_side_lists_and_counts_across_partitions(store) -> None:
+    """Listings merge every partition newest first, page by page; records, an event's
+    jobs and the counts come from wherever the jobs are."""
+    from hub.store.views import EventFilter, JobFilter
+
+    accepted = []
+    for i in range(12):
+        accepted.append((await accept(store, f"k{i}", now=NOW + i)).id)
+    first = await store.events(EventFilter(), limit=5)
+    rest = await store.events(EventFilter(), cursor=first.next_cursor, limit=50)
+    assert [e.id for e in first.items + rest.items] == accepted[::-1]
+    claimed = await store.claim(NOW + 20, 30, 12)
+    assert len(claimed) == 12
+    for job in claimed[:3]:
+        await store.bury(job, attempt(job, "dead"), NOW + 21, "gave up")
+    dead = await store.jobs(JobFilter(state="dead"))
+    assert {j.id for j in dead.items} == {j.id for j in claimed[:3]}
+    assert {j.id for j in await store.dead_letters()} == {j.id for j in claimed[:3]}
+    assert [j.id for j in await store.event_jobs(claimed[0].event_id)] == [claimed[0].id]
+    counts = await store.counts([], NOW + 22)
+    assert counts.jobs[("dead", "dispatch")] == 3
+    assert counts.jobs[("running", "dispatch")] == 9
+    assert (await store.event_record(accepted[4])).source == "calendly"

@@ -10,7 +10,8 @@ script runs in one slot. What this adds to ``RedisStore``:
   partition. A whole chain of reschedules thus stays in one partition.
 - **Claims.** One pipelined look at the head of every partition's due and in-flight
   indexes (one round trip per node), then CLAIM in the partitions that have work only,
-  their share of the limit each, starting one partition further each time.
+  their share of the limit each, starting one partition further each time; what some
+  partitions could not fill goes to the others in a second round.
 - **Destination gates.** A destination's concurrency limit and circuit breaker live in
   its own slot. Jobs claimed from a partition pass GATE there (atomic within the
   destination: the limit is never exceeded and one probe runs at a time); those it turns
@@ -194,12 +195,19 @@ class PartitionedStore(RedisStore):
         self._turn = (self._turn + 1) % self.partitions
         ready.sort(key=lambda i: (i - self._turn) % self.partitions)
         ready = ready[:limit]
-        share, extra = divmod(limit, len(ready))
-        asks = [(i, share + (1 if n < extra else 0)) for n, i in enumerate(ready)]
-        found = await asyncio.gather(
-            *(self._in(i, lambda k=k: RedisStore.claim(self, now, lease, k)) for i, k in asks)
-        )
-        return await self._pass_gates([job for jobs in found for job in jobs], now, lease)
+        jobs: list[Job] = []
+        for _ in range(2):  # a second round gives what some partitions left to the others
+            share, extra = divmod(limit - len(jobs), len(ready))
+            asks = [(i, share + (1 if n < extra else 0)) for n, i in enumerate(ready)]
+            asks = [(i, k) for i, k in asks if k > 0]
+            found = await asyncio.gather(
+                *(self._in(i, lambda k=k: RedisStore.claim(self, now, lease, k)) for i, k in asks)
+            )
+            jobs += [job for part in found for job in part]
+            ready = [i for (i, k), part in zip(asks, found, strict=True) if len(part) == k]
+            if not ready or len(jobs) >= limit:
+                break
+        return await self._pass_gates(jobs, now, lease)
 
     async def _pass_gates(self, jobs: list[Job], now: float, lease: float) -> list[Job]:
         by_destination: dict[str, list[Job]] = defaultdict(list)
