@@ -136,6 +136,19 @@ class Calendly(SourceConnector):
         uri = invitee.get("uri") if isinstance(invitee, dict) else None
         return uri if isinstance(uri, str) else None
 
+    def partition_key(self, payload: dict[str, Any]) -> str | None:
+        # the new half of a reschedule goes where its old invitee's webhooks went
+        old = _invitee_link(payload, "old_invitee")
+        return old or self.order_key(payload)
+
+    def linked_keys(self, payload: dict[str, Any]) -> list[str]:
+        # the invitee a reschedule creates: its later webhooks follow this booking
+        new = _invitee_link(payload, "new_invitee")
+        if new:
+            return [new]
+        uri = self.order_key(payload)
+        return [uri] if uri and _invitee_link(payload, "old_invitee") else []
+
     async def normalize(
         self, payload: dict[str, Any], context: NormalizeContext
     ) -> list[BookingEvent]:
@@ -249,6 +262,12 @@ class Calendly(SourceConnector):
             host = booking.host.model_copy(update={"time_zone": self.config.host_time_zone})
             booking = booking.model_copy(update={"host": host})
         return booking
+
+
+def _invitee_link(payload: dict[str, Any], name: str) -> str | None:
+    invitee = payload.get("payload")
+    value = invitee.get(name) if isinstance(invitee, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def _person_from_membership(member: Mapping[str, Any]) -> Person:

@@ -116,6 +116,9 @@ def store_from_config(config: Config) -> Store:
             (r.offset.total_seconds() for r in config.routes if r.offset is not None),
             default=0.0,
         ),
+        partitions=settings.partitions,
+        min_replicas=settings.min_replicas,
+        replica_timeout=settings.replica_timeout.total_seconds(),
     )
 
 

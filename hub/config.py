@@ -93,6 +93,24 @@ class StoreConfig(_Section):
         description="Fernet keys: event bodies and job payloads are encrypted at rest with "
         "the first; all of them decrypt (rotation)",
     )
+    partitions: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Partitions of the key space (hash-tagged, one slot each); default 1 on "
+        "one Redis, 16 on a Cluster. Change it only on a drained store",
+    )
+    min_replicas: int = Field(
+        0,
+        ge=0,
+        description="Answer an accept, an enqueue or a completion only once this many "
+        "replicas confirm it (WAIT); 503 to the provider otherwise",
+    )
+    replica_timeout: Duration = Field(
+        timedelta(seconds=1),
+        ge=timedelta(milliseconds=1),
+        description="How long to wait for min_replicas to confirm a write",
+    )
 
     @field_validator("encryption_keys", mode="before")
     @classmethod
@@ -121,8 +139,9 @@ class StoreConfig(_Section):
     def _redis_url(cls, value: str) -> str:
         if value == EMBEDDED:
             return value
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("expected a redis://, rediss:// or unix:// URL, or embedded")
+        from hub.store.connect import parse_store_url
+
+        parse_store_url(value)
         return value
 
     @field_validator("path")

@@ -162,8 +162,21 @@ class SourceConnector(ABC):
 
     def order_key(self, payload: dict[str, Any]) -> str | None:
         """Webhooks with the same key are turned into events one at a time, in the order
-        they were accepted: return the provider's booking reference. Default: no order."""
+        they were accepted: return the provider's booking reference. Default: no order.
+        On a partitioned store (a Cluster) it also picks the webhook's partition."""
         return None
+
+    def partition_key(self, payload: dict[str, Any]) -> str | None:
+        """On a partitioned store (a Cluster), the key whose partition the webhook goes to:
+        the booking's reference this webhook follows on from (Calendly: the old invitee of
+        a reschedule's new half, so both halves meet). Default: the ordering key."""
+        return self.order_key(payload)
+
+    def linked_keys(self, payload: dict[str, Any]) -> list[str]:
+        """References that later webhooks of the same booking will carry (Calendly: the new
+        invitee of a reschedule). A partitioned store routes them to this webhook's
+        partition, so a booking's whole history shares one. Default: none."""
+        return []
 
     def event_name(self, payload: dict[str, Any]) -> str | None:
         """The provider's own name of the event, as operators see it listed. Default: the

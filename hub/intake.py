@@ -153,6 +153,8 @@ async def receive(request: web.Request) -> web.Response:
                 new_id("job", now),
                 source.order_key(payload),
                 window.total_seconds() if (window := source.dedup_window()) else None,
+                partition_key=source.partition_key(payload),
+                linked_keys=source.linked_keys(payload),
             )
         except ValueError as error:  # a value the store cannot take: this request only
             raise InvalidPayload(f"webhook cannot be stored: {error}") from None

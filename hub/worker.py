@@ -43,6 +43,7 @@ from hub.outbound import RESPONSE_EXCERPT
 from hub.retry import RetryPolicy
 from hub.routing import Router
 from hub.store import Attempt, Health, Job, NewJob, Recorded, Store
+from hub.store.partitions import scope as partition_scope
 from hub.store.views import EventNote
 
 __all__ = ["Worker"]
@@ -239,6 +240,10 @@ class Worker:
 
     async def process(self, job: Job) -> None:
         """Run one claimed job and record its outcome: done, retry or dead."""
+        with partition_scope(job.partition):  # its store calls use its partition's keys
+            await self._process(job)
+
+    async def _process(self, job: Job) -> None:
         bound = log.bind(**_job_context(job))
         started = self.clock.now()
         t0 = time.perf_counter()

@@ -1,20 +1,84 @@
-"""The Store contract, on a real Redis under a throwaway prefix."""
+"""The Store contract, on every shape of Redis the hub runs on.
+
+    plain         one Redis (the shared test server), the key layout of one partition
+    partitioned   the same Redis, four hash-tagged partitions and gates in their own slots
+    sentinel      a 1-primary, 1-replica, 3-sentinel group of local servers, min_replicas 1
+    cluster       a 3-primary Cluster with a replica each, four partitions, min_replicas 1
+    embedded      the server the hub runs itself on a unix socket (``store: embedded``)
+
+Each test gets a throwaway prefix; the Sentinel group, the Cluster and the embedded server
+start once a session (hub/testing_redis.py, hub/store/embedded.py).
+"""
 
 from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
 
 import pytest
 
 from hub.ids import new_id
-from hub.store import Attempt, NewJob
-from hub.store.redis import RedisStore
+from hub.store import Attempt, NewJob, open_store
+from hub.store.embedded import EmbeddedServer
+from hub.store.partitions import scope
+from hub.testing_redis import RedisCluster, SentinelGroup
 from tests.conftest import REDIS_URL
 
 NOW = 1_800_000_000.0
+SHAPES = ["plain", "partitioned", "sentinel", "cluster", "embedded"]
+
+
+@pytest.fixture(scope="session")
+def sentinel_group():
+    with SentinelGroup() as group:
+        yield group
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def embedded_store():
+    """The store the hub runs itself (``store: embedded``), in a short temporary path."""
+    parent = Path(tempfile.mkdtemp(prefix="hub-"))
+    with EmbeddedServer(parent / "store") as server:
+        yield server.url
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture(params=SHAPES)
+def make_store(request, redis_prefix):
+    """``make_store(**options)``: a store of the shape under test (the test closes it)."""
+    shape = request.param
+    url, partitions, replicas = REDIS_URL, 1, 0
+    if shape == "partitioned":
+        partitions = 4
+    elif shape == "sentinel":
+        url, replicas = request.getfixturevalue("sentinel_group").url, 1
+    elif shape == "cluster":
+        url, partitions, replicas = request.getfixturevalue("redis_cluster").url, 4, 1
+    elif shape == "embedded":
+        url = request.getfixturevalue("embedded_store")
+    prefix = redis_prefix if url == REDIS_URL else f"hubtest:{uuid.uuid4().hex[:12]}"
+
+    def make(**options):
+        options = {"dedup_window": 3600, "retention": 60, **options}
+        return open_store(
+            url, prefix=prefix, partitions=partitions, min_replicas=replicas, **options
+        )
+
+    make.shape = shape
+    return make
 
 
 @pytest.fixture
-async def store(redis_prefix):
-    store = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, dedup_window=3600, retention=60)
+async def store(make_store):
+    store = make_store()
     yield store
     await store.close()
 
@@ -127,24 +191,28 @@ async def test_claim_takes_due_jobs_in_due_order_up_to_the_limit(store) -> None:
     first = await store.claim(NOW + 10, 30, 3)
     second = await store.claim(NOW + 10, 30, 3)
     assert len(first) == 3 and len(second) == 2
-    received = [(await store.get_event(j.event_id)).received_at for j in first + second]
-    assert received == sorted(received)
+    # due order holds within a partition (on one partition: all of them)
+    for partition in {j.partition for j in first + second}:
+        mine = [j for j in first + second if j.partition == partition]
+        received = [(await store.get_event(j.event_id)).received_at for j in mine]
+        assert received == sorted(received)
 
 
 async def test_finished_jobs_and_events_expire_after_the_retention(store, redis_prefix) -> None:
     accepted = await accept(store)
     [job] = await store.claim(NOW, 30, 10)
     await store.complete(job, attempt(job), NOW)
-    ttl_job = await store.redis.ttl(store.keys.job(job.id))
-    ttl_event = await store.redis.ttl(store.keys.event(accepted.id))
+    with scope(job.partition):
+        ttl_job = await store.redis.ttl(store.keys.job(job.id))
+        ttl_event = await store.redis.ttl(store.keys.event(accepted.id))
     assert 0 < ttl_job <= 60 and 0 < ttl_event <= 60
 
 
-async def test_a_payload_that_cannot_be_read_is_a_dead_letter_not_a_stuck_claim(redis_prefix):
-    from hub.crypto import Cipher, new_key
+async def test_a_payload_that_cannot_be_read_is_a_dead_letter_not_a_stuck_claim(make_store):
+    from hub.crypto import new_key
 
-    writer = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, cipher=Cipher([new_key()]))
-    reader = RedisStore.from_url(REDIS_URL, prefix=redis_prefix, cipher=Cipher([new_key()]))
+    writer = make_store(encryption_keys=[new_key()])
+    reader = make_store(encryption_keys=[new_key()])
     try:
         await accept(writer, "lost key")
         await accept(reader, "readable", now=NOW + 1)
@@ -158,12 +226,10 @@ async def test_a_payload_that_cannot_be_read_is_a_dead_letter_not_a_stuck_claim(
         await reader.close()
 
 
-async def test_a_saturated_destination_does_not_starve_the_others(redis_prefix) -> None:
+async def test_a_saturated_destination_does_not_starve_the_others(make_store) -> None:
     from hub.store import EndpointPolicy
 
-    store = RedisStore.from_url(
-        REDIS_URL, prefix=redis_prefix, endpoints={"a": EndpointPolicy(concurrency=1)}
-    )
+    store = make_store(endpoints={"a": EndpointPolicy(concurrency=1)})
     try:
         await accept(store)
         [dispatch] = await store.claim(NOW, 30, 10)
@@ -256,3 +322,122 @@ async def test_enqueue_puts_jobs_on_the_queue_behind_their_keys(store) -> None:
     assert len(claimed) == 2499  # job_e1 waits behind job_e0, the same ordering key
     assert "job_e1" not in {j.id for j in claimed}
     assert (await store.get_job("job_e1")).state == "blocked"
+
+
+async def test_a_concurrency_limit_holds_across_workers_and_partitions(make_store) -> None:
+    """Four workers claim and finish 120 jobs of a destination limited to 3 at once, from
+    every partition: never more than 3 run together, and all of them run."""
+    import asyncio
+    import random
+
+    from hub.store import EndpointPolicy
+
+    store = make_store(endpoints={"api": EndpointPolicy(concurrency=3, circuit=False)})
+    rng = random.Random(7)
+    jobs = [
+        NewJob(f"job_l{n:04d}", "deliver", {"n": n}, NOW, "api", None, f"api|booking{n}")
+        for n in range(120)
+    ]
+    await store.enqueue(jobs, NOW)
+    running: set[str] = set()
+    most, done = 0, []
+    clock = [NOW]
+
+    async def worker() -> None:
+        nonlocal most
+        idle = 0
+        while idle < 3:
+            claimed = await store.claim(clock[0], 30, 5)
+            idle = 0 if claimed else idle + 1
+            for job in claimed:
+                running.add(job.id)
+            most = max(most, len(running))
+            for job in claimed:
+                await asyncio.sleep(0) if rng.random() < 0.5 else None
+                running.discard(job.id)
+                assert await store.complete(job, attempt(job), clock[0])
+                done.append(job.id)
+            clock[0] += 0.2  # the jobs held back for the limit come due again
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(4)))
+        assert most <= 3
+        assert sorted(done) == sorted(j.id for j in jobs)
+        [state] = await store.destination_states(["api"])
+        assert state.in_flight == 0
+    finally:
+        await store.close()
+
+
+async def test_an_open_circuit_lets_one_probe_through_from_all_partitions(make_store) -> None:
+    from hub.store import EndpointPolicy
+
+    policy = EndpointPolicy(min_requests=2, failure_ratio=0.5, open_for=30)
+    store = make_store(endpoints={"api": policy})
+    try:
+        jobs = [
+            NewJob(f"job_c{n:03d}", "deliver", {}, NOW, "api", None, f"api|b{n}") for n in range(40)
+        ]
+        await store.enqueue(jobs, NOW)
+        first = await store.claim(NOW, 30, 2)
+        changed = [await store.retry(j, attempt(j, "retry"), NOW + 1, "fail") for j in first]
+        assert changed[-1].circuit == "open"
+        assert await store.claim(NOW + 10, 30, 50) == []  # open: nothing runs
+        probes = await store.claim(NOW + 31, 30, 50)  # half open: one probe
+        assert len(probes) == 1
+        assert await store.claim(NOW + 31.5, 30, 50) == []
+        recorded = await store.complete(probes[0], attempt(probes[0]), NOW + 32, health="ok")
+        assert recorded.circuit == "closed"
+        assert len(await store.claim(NOW + 40, 30, 50)) == 39  # closed: all the rest run
+    finally:
+        await store.close()
+
+
+async def test_claims_share_the_limit_among_partitions_with_work(make_store) -> None:
+    """A partition with a backlog does not starve one with a single job due later, and a
+    claim with nothing due anywhere finds nothing."""
+    from hub.store.partitions import partition_of
+
+    if make_store.shape in ("plain", "sentinel", "embedded"):
+        pytest.skip("one partition: due order decides")
+    store = make_store()
+    try:
+        home = partition_of("d|0", 4)
+        crowd = [k for k in (f"d|{n}" for n in range(400)) if partition_of(k, 4) == home][:60]
+        other = next(k for k in (f"d|{n}" for n in range(400)) if partition_of(k, 4) != home)
+        await store.enqueue(
+            [NewJob(f"job_b{n:03d}", "deliver", {}, NOW, "d", None, k) for n, k in enumerate(crowd)]
+            + [NewJob("job_other", "deliver", {}, NOW + 1, "d", None, other)],
+            NOW,
+        )
+        assert await store.claim(NOW - 1, 30, 4) == []
+        claimed = await store.claim(NOW + 1, 30, 2)
+        assert {j.partition for j in claimed} == {home, partition_of(other, 4)}
+        assert "job_other" in {j.id for j in claimed}
+    finally:
+        await store.close()
+
+
+async def test_the_read_side_lists_and_counts_across_partitions(store) -> None:
+    """Listings merge every partition newest first, page by page; records, an event's
+    jobs and the counts come from wherever the jobs are."""
+    from hub.store.views import EventFilter, JobFilter
+
+    accepted = []
+    for i in range(12):
+        accepted.append((await accept(store, f"k{i}", now=NOW + i)).id)
+    first = await store.events(EventFilter(), limit=5)
+    rest = await store.events(EventFilter(), cursor=first.next_cursor, limit=50)
+    assert [e.id for e in first.items + rest.items] == accepted[::-1]
+    claimed = await store.claim(NOW + 20, 30, 12)
+    assert len(claimed) == 12
+    for job in claimed[:3]:
+        await store.bury(job, attempt(job, "dead"), NOW + 21, "gave up")
+    dead = await store.jobs(JobFilter(state="dead"))
+    assert {j.id for j in dead.items} == {j.id for j in claimed[:3]}
+    assert {j.id for j in await store.dead_letters()} == {j.id for j in claimed[:3]}
+    assert [j.id for j in await store.event_jobs(claimed[0].event_id)] == [claimed[0].id]
+    counts = await store.counts([], NOW + 22)
+    assert counts.jobs[("dead", "dispatch")] == 3
+    assert counts.jobs[("running", "dispatch")] == 9
+    assert (await store.event_record(accepted[4])).source == "calendly"

@@ -14,11 +14,15 @@ state is ``blocked``). When it is done or dead, the next one becomes due.
 Jobs of a **destination** pass two gates when claimed: its concurrency limit (jobs of it
 in flight across all workers) and its circuit breaker. While the breaker is open, or the
 destination is disabled, its jobs are put back to wait without using up an attempt.
+
+On a Redis Cluster (or with ``partitions`` > 1) the keys are split into **partitions**
+(``hub/store/partitions.py``, ``hub/store/partitioned.py``): everything of one booking in
+one partition, the gates of each destination in a slot of their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -90,6 +94,7 @@ class Job:
     destination: str | None
     event_id: str | None
     created_at: float
+    partition: int = 0  # where its keys are (hub/store/partitions.py)
 
 
 @dataclass(frozen=True)
@@ -223,11 +228,17 @@ class Store(Protocol):
         dispatch_job_id: str,
         order_key: str | None = None,
         dedup_window: float | None = None,
+        *,
+        partition_key: str | None = None,
+        linked_keys: Sequence[str] = (),
     ) -> Accepted:
         """Store an inbound webhook and its dispatch job in one atomic step, unless a webhook
         with the same ``(source, dedup_key)`` was accepted within the dedup window (the
         store's, or ``dedup_window`` seconds for this source): then return that one's id
-        with ``duplicate=True`` and store nothing."""
+        with ``duplicate=True`` and store nothing. A partitioned store puts it in the
+        partition of ``partition_key`` (default: ``order_key``), or where a route from that
+        key points; ``linked_keys`` (references later webhooks of the same booking will
+        carry) are routed to the same partition."""
 
     async def get_event(self, event_id: str) -> InboundEvent | None: ...
 
@@ -403,20 +414,31 @@ def open_store(
     encryption_keys: list[str] | None = None,
     dead_letter_retention: float = 30 * 86400,
     booking_horizon: float = 0.0,
+    partitions: int | None = None,
+    min_replicas: int = 0,
+    replica_timeout: float = 1.0,
 ) -> Store:
-    """The store for a URL. Only Redis is implemented; its URL schemes are redis://,
-    rediss:// and unix://."""
+    """The store for a URL (see ``hub/store/connect.py`` for the schemes). On a Cluster, or
+    with more than one partition, the partitioned store; else the plain one."""
     from hub.crypto import Cipher
+    from hub.store.connect import client_for, parse_store_url
+    from hub.store.partitioned import PartitionedStore
     from hub.store.redis import RedisStore
 
-    return RedisStore.from_url(
-        url,
-        prefix=prefix,
-        dedup_window=dedup_window,
-        retention=retention,
-        dead_letter_retention=dead_letter_retention,
-        booking_horizon=booking_horizon,
-        endpoints=endpoints,
-        cipher=Cipher(encryption_keys) if encryption_keys else None,
-        lookup_keys=encryption_keys,
-    )
+    cluster = parse_store_url(url).kind == "cluster"
+    count = partitions or (16 if cluster else 1)
+    options: dict[str, Any] = {
+        "prefix": prefix,
+        "dedup_window": dedup_window,
+        "retention": retention,
+        "endpoints": endpoints,
+        "cipher": Cipher(encryption_keys) if encryption_keys else None,
+        "dead_letter_retention": dead_letter_retention,
+        "booking_horizon": booking_horizon,
+        "min_replicas": min_replicas,
+        "replica_timeout": replica_timeout,
+        "lookup_keys": encryption_keys,
+    }
+    if cluster or count > 1:
+        return PartitionedStore(client_for(url), partitions=count, **options)
+    return RedisStore(client_for(url), **options)

@@ -21,6 +21,13 @@
                                             entries had keys of their own; still read)
     {p}:mem:{destination}:{key} string      one thing a destination connector remembers;
                                             expires a year after it was last written
+    {p}:route:{ordering key}    string      the partition prefix a booking's webhooks go to
+
+Partitioned (``hub/store/partitions.py``), ``{p}`` is ``{prefix}:{p<i>}`` for each
+partition, and a destination's gates live in a slot of their own:
+
+    {prefix}:{d:<name>}:dest:{name}     hash        circuit state, window counters
+    {prefix}:{d:<name>}:running:{name}  sorted set  ``{job id}|{lease}`` by lease expiry
 
 The read side's indexes, kept by the same scripts (no listing scans the keyspace). Each
 is one partition's; a reader merges the partitions' sets (today: one partition).
@@ -35,7 +42,7 @@ is one partition's; a reader merges the partitions' sets (today: one partition).
     {p}:rate:{minute}           hash        deliveries of a minute by outcome (2 h)
 
 The Lua scripts of ``hub/store/redis.py`` build the same names from the prefix they are
-given (a single Redis, not a Cluster, is assumed).
+given; each script touches the keys of one prefix only.
 """
 
 from __future__ import annotations
@@ -84,6 +91,12 @@ class Keys:
 
     def memory_entry(self, scope: str, key: str) -> str:
         return f"{self.prefix}mem:{scope}:{key}"
+
+    def route(self, key: str) -> str:
+        return f"{self.prefix}route:{key}"
+
+    def running(self, name: str) -> str:
+        return f"{self.prefix}running:{name}"
 
     # --- the read side's indexes
 

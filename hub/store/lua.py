@@ -14,6 +14,9 @@ __all__ = [
     "CLAIM",
     "ENQUEUE",
     "FINISH",
+    "GATE",
+    "GATE_DONE",
+    "GIVE_BACK",
     "PAIR",
     "PAIR_TIMEOUT",
     "READ_EVENTS",
@@ -24,6 +27,9 @@ __all__ = [
 PRELUDE = """
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
+-- A partitioned prefix (it carries a hash tag) leaves the destination gates to GATE and
+-- GATE_DONE, which run in each destination's own slot.
+local gated = not string.find(p, '{', 1, true)
 local function jk(id) return p .. 'job:' .. id end
 local function num(value, default)
   if value and value ~= '' then return tonumber(value) end
@@ -139,10 +145,31 @@ end
 -- A claimed job of a destination stops running: finished, retried, released, or its
 -- lease ran out. A probe that ends without an outcome lets the next job probe.
 local function unclaim(id, dest)
-  if not dest or dest == '' then return end
+  if not gated or not dest or dest == '' then return end
   local dk = p .. 'dest:' .. dest
   if redis.call('HINCRBY', dk, 'inflight', -1) < 0 then redis.call('HSET', dk, 'inflight', 0) end
   if redis.call('HGET', dk, 'probe') == id then redis.call('HSET', dk, 'probe', '') end
+end
+
+-- The gates of a destination for one job, with `running` of its jobs running now: 0 if
+-- it may run (taking the probe of a circuit open long enough), else when to try it again:
+-- behind the jobs of other destinations that are due now when the limit is reached, at
+-- the end of an open circuit, later while disabled or while another probe runs.
+local function gate(dk, id, running, max_in_flight, circuit_off)
+  local d = redis.call('HMGET', dk, 'state', 'open_until', 'probe')
+  local state = d[1] or 'closed'
+  if circuit_off and (state == 'open' or state == 'half_open') then state = 'closed' end
+  if (max_in_flight or 0) > 0 and running >= max_in_flight then return now + 100 end
+  if state == 'disabled' then return now + 60000 end
+  if state == 'open' then
+    if now < num(d[2], 0) then return num(d[2], 0) end
+    set_circuit(dk, 'half_open', 'probing')
+    redis.call('HSET', dk, 'probe', id)
+  elseif state == 'half_open' then
+    if d[3] and d[3] ~= '' then return now + 1000 end
+    redis.call('HSET', dk, 'probe', id)
+  end
+  return 0
 end
 
 -- One outcome for a destination's circuit breaker. Returns the new state if it changed.
@@ -179,15 +206,27 @@ end
 """
 
 # ARGV: prefix, now, event id, source, body, dedup key, dedup ttl s, job id, job payload,
-#       ordering key
+#       ordering key, [a key whose route to look up first]
+# Returns {event id, 1 if a duplicate else 0}, or {'', 2, the partition prefix the key's
+# route names} when the webhook belongs to another partition (a later change of a booking
+# whose first webhooks went there).
 ACCEPT = (
     PRELUDE
     + """
 local event_id, source, body, dedup = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local ttl, job_id, payload, okey = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+if ARGV[11] and ARGV[11] ~= '' then
+  local route = redis.call('GET', p .. 'route:' .. ARGV[11])
+  if route and route ~= p then return {'', 2, route} end
+end
 local dk = p .. 'dedup:' .. source .. ':' .. dedup
 local existing = redis.call('GET', dk)
-if existing then return {existing, 1} end
+if existing then
+  -- a write, so that a WAIT after this call also covers the first accept (a retry after
+  -- a 503 must not be answered 202 before the stored webhook reached the replicas)
+  redis.call('SET', dk, existing, 'KEEPTTL')
+  return {existing, 1}
+end
 redis.call('SET', dk, event_id, 'EX', ttl)
 redis.call('HSET', p .. 'event:' .. event_id, 'source', source, 'body', body,
            'received_at', now, 'order_key', okey, 'dispatch_job', job_id)
@@ -203,16 +242,21 @@ return {event_id, 0}
 
 # ARGV: prefix, now, lease ms, limit, lease token, how many due jobs to look at,
 #       then triples: destination, its concurrency limit (0: none), circuit on (1) or off (0)
+#       (partitioned: destination, held back until ms, 0)
 # Returns a flat list: id, kind, payload, attempts, destination, event_id, created_at, …
 CLAIM = (
     PRELUDE
     + """
 local lease, limit, token, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local max_in_flight, circuit_off = {}, {}
+local max_in_flight, circuit_off, held = {}, {}, {}
 local i = 7
 while ARGV[i] do
-  max_in_flight[ARGV[i]] = tonumber(ARGV[i + 1])
-  circuit_off[ARGV[i]] = ARGV[i + 2] == '0'
+  if gated then
+    max_in_flight[ARGV[i]] = tonumber(ARGV[i + 1])
+    circuit_off[ARGV[i]] = ARGV[i + 2] == '0'
+  else  -- partitioned: destinations whose gate turned jobs away, and until when
+    held[ARGV[i]] = tonumber(ARGV[i + 1])
+  end
   i = i + 3
 end
 local function defer(id, due)
@@ -236,35 +280,20 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'q:due', '-inf', now, 'LIMI
   if not f[1] then
     redis.call('ZREM', p .. 'q:due', id)
     go = false
-  elseif f[3] and f[3] ~= '' then
+  elseif not gated and f[3] and held[f[3]] and held[f[3]] > now then
+    defer(id, held[f[3]])
+    go = false
+  elseif gated and f[3] and f[3] ~= '' then
     local dest = f[3]
     local dk = p .. 'dest:' .. dest
-    local d = redis.call('HMGET', dk, 'state', 'open_until', 'inflight', 'probe')
-    local state = d[1] or 'closed'
-    if circuit_off[dest] and (state == 'open' or state == 'half_open') then state = 'closed' end
-    if (max_in_flight[dest] or 0) > 0 and num(d[3], 0) >= max_in_flight[dest] then
-      defer(id, now + 100)  -- behind the jobs of other destinations that are due now
+    local running = num(redis.call('HGET', dk, 'inflight'), 0)
+    local wait = gate(dk, id, running, max_in_flight[dest], circuit_off[dest])
+    if wait > 0 then
+      defer(id, wait)
       go = false
-    elseif state == 'disabled' then
-      defer(id, now + 60000)
-      go = false
-    elseif state == 'open' then
-      if now < num(d[2], 0) then
-        defer(id, num(d[2], 0))
-        go = false
-      else
-        set_circuit(dk, 'half_open', 'probing')
-        redis.call('HSET', dk, 'probe', id)
-      end
-    elseif state == 'half_open' then
-      if d[4] and d[4] ~= '' then
-        defer(id, now + 1000)
-        go = false
-      else
-        redis.call('HSET', dk, 'probe', id)
-      end
+    else
+      redis.call('HINCRBY', dk, 'inflight', 1)
     end
-    if go then redis.call('HINCRBY', dk, 'inflight', 1) end
   end
   if go then
     redis.call('ZREM', p .. 'q:due', id)
@@ -302,7 +331,7 @@ if redis.call('HGET', k, 'lease') ~= token then return {0, ''} end
 redis.call('ZREM', p .. 'q:inflight', id)
 local dest = redis.call('HGET', k, 'destination')
 local changed = ''
-if dest and dest ~= '' then
+if gated and dest and dest ~= '' then
   if health ~= '' then
     changed = breaker(dest, id, health, tonumber(ARGV[10]), tonumber(ARGV[11]),
                       tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14] == '1') or ''
@@ -594,6 +623,82 @@ while ARGV[i] do
   i = i + 8
 end
 return (i - 3) / 8
+"""
+)
+
+# The gates of one destination, in its own slot (partitioned layout): which of the jobs
+# just claimed from a partition may run now. Each running job holds an entry
+# ``{id}|{lease token}`` scored by its lease's expiry, so an entry whose holder died goes
+# away with the lease.
+# ARGV: gate prefix, now, lease expiry ms, destination, its concurrency limit (0: none),
+#       circuit on (1) or off (0), then the entries asking
+# Returns, for each entry in order, 0 if it may run, else when to try it again (ms).
+GATE = (
+    PRELUDE
+    + """
+local expiry, dest, max_in_flight = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local circuit_off = ARGV[6] == '0'
+local dk, rk = p .. 'dest:' .. dest, p .. 'running:' .. dest
+redis.call('ZREMRANGEBYSCORE', rk, '-inf', now)
+local probe = redis.call('HGET', dk, 'probe')
+if probe and probe ~= '' and not redis.call('ZSCORE', rk, probe) then
+  redis.call('HSET', dk, 'probe', '')  -- the probe's lease ran out without an outcome
+end
+local out = {}
+for i = 7, #ARGV do
+  local entry = ARGV[i]
+  local wait = gate(dk, entry, redis.call('ZCARD', rk), max_in_flight, circuit_off)
+  if wait == 0 then redis.call('ZADD', rk, expiry, entry) end
+  out[#out + 1] = wait
+end
+return out
+"""
+)
+
+# A job that passed a destination's gates stops running (partitioned layout).
+# ARGV: gate prefix, now, destination, entry, health (ok|fail|''), disable reason (''),
+#       breaker window ms, failure ratio, minimum attempts, open ms, circuit on (1|0)
+# Returns the destination's new circuit state, or ''.
+GATE_DONE = (
+    PRELUDE
+    + """
+local dest, entry, health, disable = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local dk = p .. 'dest:' .. dest
+redis.call('ZREM', p .. 'running:' .. dest, entry)
+local changed = ''
+if health ~= '' then
+  changed = breaker(dest, entry, health, tonumber(ARGV[7]), tonumber(ARGV[8]),
+                    tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11] == '1') or ''
+end
+if disable ~= '' then
+  set_circuit(dk, 'disabled', disable)
+  changed = 'disabled'
+end
+if redis.call('HGET', dk, 'probe') == entry then redis.call('HSET', dk, 'probe', '') end
+return changed
+"""
+)
+
+# Claimed jobs that a destination's gates turned away go back to wait, their claim not
+# counted as an attempt (partitioned layout).
+# ARGV: prefix, now, then triples: job id, lease token, due ms.  Returns how many.
+GIVE_BACK = (
+    PRELUDE
+    + """
+local n = 0
+for i = 3, #ARGV, 3 do
+  local id, due = ARGV[i], ARGV[i + 2]
+  local k = jk(id)
+  if redis.call('HGET', k, 'lease') == ARGV[i + 1] then
+    redis.call('ZREM', p .. 'q:inflight', id)
+    redis.call('HINCRBY', k, 'attempts', -1)
+    set_state(id, 'due')
+    redis.call('HSET', k, 'lease', '', 'due_at', due)
+    redis.call('ZADD', p .. 'q:due', due, id)
+    n = n + 1
+  end
+end
+return n
 """
 )
 

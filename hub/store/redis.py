@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -40,6 +41,7 @@ from hub.store import (
     Redispatch,
     StoredBooking,
 )
+from hub.store.connect import client_for
 from hub.store.keys import Keys
 from hub.store.lookup import Digests
 from hub.store.lua import (
@@ -54,6 +56,8 @@ from hub.store.lua import (
     REDISPATCH,
     REPLAY,
 )
+from hub.store.partitions import current as current_partition
+from hub.store.partitions import partition_prefix
 from hub.store.reading import RedisReading
 from hub.store.reads import Reads
 from hub.store.views import EventNote
@@ -98,13 +102,24 @@ class _Batch:
     """Calls of one script made in the same turn of the event loop go to Redis together:
     one pipeline, one round trip. Each call still runs atomically on its own, and each
     caller gets its own result or error. Webhooks accepted together and jobs finishing
-    together thus share their round trips."""
+    together thus share their round trips.
 
-    def __init__(self, client: aioredis.Redis, script: Any) -> None:
+    A script gets its prefix (ARGV[1]) as its one key too, so a Cluster sends it to the
+    slot of its partition. With ``wait`` (min_replicas, timeout ms), ``WAIT`` follows the
+    calls on the same connection, and unless that many replicas confirm them, every
+    caller hears StoreUnavailable."""
+
+    def __init__(
+        self, client: aioredis.Redis, script: Any, wait: tuple[int, int] | None = None
+    ) -> None:
         self._client = client
         self._script = script
+        self._wait = wait
         self._pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, args: list[Any]) -> Any:
+        return await self.submit(args)
 
     async def submit(self, args: list[Any]) -> Any:
         # Encoded here, so an argument Redis cannot take fails its own caller only, never
@@ -134,6 +149,21 @@ class _Batch:
                 if not future.done():
                     future.set_exception(error)
             return
+        if self._wait:
+            confirmed = min(
+                (r for r in results[len(batch) :]),
+                key=lambda r: -1 if isinstance(r, Exception) else int(r),
+            )
+            results = results[: len(batch)]
+            if isinstance(confirmed, Exception) or int(confirmed) < self._wait[0]:
+                error = StoreUnavailable(
+                    f"{confirmed} of {self._wait[0]} replicas confirmed the write "
+                    f"within {self._wait[1]} ms"
+                )
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                return
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
@@ -145,7 +175,21 @@ class _Batch:
     async def _send(self, calls: list[list[Any]]) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipe:
             for args in calls:
-                pipe.evalsha(self._script.sha, 0, *args)
+                pipe.execute_command("EVALSHA", self._script.sha, 1, args[0], *args)
+            if self._wait and isinstance(self._client, RedisCluster):
+                # WAIT on each primary written to, on the connection that wrote
+                await self._client.initialize()
+                nodes = {self._client.get_node_from_key(args[0]) for args in calls}
+                for node in nodes:
+                    pipe.execute_command("WAIT", *self._wait, target_nodes=node)
+                results = await pipe.execute(raise_on_error=False)
+                if nodes != {self._client.get_node_from_key(args[0]) for args in calls}:
+                    # a slot moved meanwhile (a failover): the calls it redirected ran on
+                    # other connections, which those WAITs do not cover
+                    raise StoreUnavailable("a slot moved during the write; not confirmed")
+                return results
+            elif self._wait:
+                pipe.execute_command("WAIT", *self._wait)
             return await pipe.execute(raise_on_error=False)
 
     async def close(self) -> None:
@@ -166,10 +210,20 @@ class RedisStore(RedisReading):
         endpoints: Mapping[str, EndpointPolicy] | None = None,
         cipher: Cipher | None = None,
         lookup_keys: list[str] | None = None,
+        partitions: int = 1,
+        tagged: bool = False,
+        min_replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
         self.redis = client
+        self.prefix = prefix
+        self.partitions = partitions
+        self._partition_keys = [
+            Keys(partition_prefix(prefix, i, partitions, tagged)) for i in range(partitions)
+        ]
+        wait = (min_replicas, _ms(replica_timeout)) if min_replicas else None
+        self._wait = wait
         self.digests = Digests(lookup_keys or [])
-        self.keys = Keys(prefix)
         self.dedup_window = int(dedup_window)
         self.retention = int(retention)
         self.dead_letter_retention = int(dead_letter_retention)
@@ -187,25 +241,35 @@ class RedisStore(RedisReading):
             for name, e in self.endpoints.items()
             for value in (name, e.concurrency, 1 if e.circuit else 0)
         ]
-        self._accept = client.register_script(ACCEPT)
-        self._accepts = _Batch(client, self._accept)
-        self._claim = client.register_script(CLAIM)
-        self._finish = client.register_script(FINISH)
-        self._finishes = _Batch(client, self._finish)
-        self._replay = client.register_script(REPLAY)
-        self._redispatch = client.register_script(REDISPATCH)
-        self._book = client.register_script(BOOK)
-        self._enqueue = client.register_script(ENQUEUE)
-        self._pair = client.register_script(PAIR)
-        self._pair_timeout = client.register_script(PAIR_TIMEOUT)
-        self._read_events = client.register_script(READ_EVENTS)
+        self._accepts = _Batch(client, client.register_script(ACCEPT), wait)
+        self._claim = _Batch(client, client.register_script(CLAIM), wait)
+        self._finishes = _Batch(client, client.register_script(FINISH), wait)
+        self._replay = _Batch(client, client.register_script(REPLAY), wait)
+        self._redispatch = _Batch(client, client.register_script(REDISPATCH), wait)
+        self._book = _Batch(client, client.register_script(BOOK), wait)
+        self._enqueue = _Batch(client, client.register_script(ENQUEUE), wait)
+        self._pair = _Batch(client, client.register_script(PAIR), wait)
+        self._pair_timeout = _Batch(client, client.register_script(PAIR_TIMEOUT), wait)
+        self._read_events = _Batch(client, client.register_script(READ_EVENTS))
+
+    @property
+    def keys(self) -> Keys:
+        """The keys of the partition in scope (see ``hub/store/partitions.py``)."""
+        index = current_partition()
+        if index is None or index >= self.partitions:
+            return self._partition_keys[0]
+        return self._partition_keys[index]
+
+    def _claim_gates(self, now: float) -> list[Any]:
+        """What CLAIM learns of the destinations' gates."""
+        return self._gates
+
+    def _destination_key(self, name: str) -> str:
+        return self.keys.destination(name)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
-        client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
-        )
-        return cls(client, **options)
+        return cls(client_for(url), **options)
 
     async def _call(self, awaitable: Any) -> Any:
         try:
@@ -232,6 +296,9 @@ class RedisStore(RedisReading):
         await self._finishes.close()
         await self._reads.close()
         await self.redis.aclose()
+        manager = getattr(getattr(self.redis, "connection_pool", None), "sentinel_manager", None)
+        for sentinel in manager.sentinels if manager else ():
+            await sentinel.aclose()
 
     async def settings(self) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -256,8 +323,37 @@ class RedisStore(RedisReading):
         dispatch_job_id: str,
         order_key: str | None = None,
         dedup_window: float | None = None,
+        *,
+        partition_key: str | None = None,
+        linked_keys: Sequence[str] = (),
     ) -> Accepted:
-        result = await self._call(
+        result = await self._accept_here(
+            source,
+            dedup_key,
+            body,
+            received_at,
+            event_id,
+            dispatch_job_id,
+            order_key,
+            dedup_window,
+            "",
+        )
+        return Accepted(id=_text(result[0]) or event_id, duplicate=bool(int(result[1])))
+
+    async def _accept_here(
+        self,
+        source: str,
+        dedup_key: str,
+        body: bytes,
+        received_at: float,
+        event_id: str,
+        dispatch_job_id: str,
+        order_key: str | None,
+        dedup_window: float | None,
+        route_key: str,
+    ) -> list[Any]:
+        """ACCEPT in the partition in scope; its raw answer."""
+        return await self._call(
             self._accepts.submit(
                 [
                     self.keys.prefix,
@@ -270,10 +366,10 @@ class RedisStore(RedisReading):
                     dispatch_job_id,
                     self._payload({"event_id": event_id}),
                     order_key or "",
+                    route_key,
                 ]
             )
         )
-        return Accepted(id=_text(result[0]) or event_id, duplicate=bool(int(result[1])))
 
     async def get_event(self, event_id: str) -> InboundEvent | None:
         data = await self._call(self._reads("HGETALL", self.keys.event(event_id)))
@@ -299,7 +395,7 @@ class RedisStore(RedisReading):
                     limit,
                     token,
                     limit * 8 + 64,
-                    *self._gates,
+                    *self._claim_gates(now),
                 ]
             )
         )
@@ -315,6 +411,7 @@ class RedisStore(RedisReading):
                 destination=_text(destination) or None,
                 event_id=_text(event_id) or None,
                 created_at=int(created) / 1000,
+                partition=current_partition() or 0,
             )
             try:
                 job = replace(job, payload=orjson.loads(self._open(payload)))
@@ -593,7 +690,7 @@ class RedisStore(RedisReading):
     async def enable_destination(self, name: str, now: float) -> None:
         await self._call(
             self.redis.hset(
-                self.keys.destination(name),
+                self._destination_key(name),
                 mapping={
                     "state": "closed",
                     "reason": "enabled by an operator",
@@ -668,7 +765,7 @@ class RedisStore(RedisReading):
     async def destination_states(self, names: list[str]) -> list[DestinationState]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
-                pipe.hgetall(self.keys.destination(name))
+                pipe.hgetall(self._destination_key(name))
             results = await self._call(pipe.execute())
         states = []
         for name, data in zip(names, results, strict=True):
