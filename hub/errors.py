@@ -63,22 +63,35 @@ class ConfigError(HubError):
     """The configuration file is invalid; the message names where and why."""
 
 
-class IntakeError(HubError):
-    """A webhook was refused. ``status`` is the HTTP status, ``code`` a stable error name."""
+class _Refusal(HubError):
+    """A request the hub refuses: ``status`` is the HTTP status, ``code`` a stable error
+    name, and the JSON answer names the part of the request at fault under ``points_at``."""
 
     status: int = 400
     code: str = "bad_request"
+    points_at: str = "field"
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(self, detail: str, at: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.field = field
+        self.at = at
 
     def to_json(self) -> dict[str, str]:
         body = {"error": self.code, "detail": self.detail}
-        if self.field is not None:
-            body["field"] = self.field
+        if self.at is not None:
+            body[self.points_at] = self.at
         return body
+
+
+class IntakeError(_Refusal):
+    """A webhook was refused; ``field`` names the part of the payload at fault."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail, field)
+
+    @property
+    def field(self) -> str | None:
+        return self.at
 
 
 class UnknownSource(IntakeError):
@@ -121,23 +134,15 @@ class NormalizeError(HubError):
     """A payload passed its schema but cannot be turned into canonical events."""
 
 
-class AdminError(HubError):
-    """The admin API refuses a request. ``status`` is the HTTP status; ``parameter`` names
-    the parameter or body field at fault, if one is."""
+class AdminError(_Refusal):
+    """The admin API refuses a request; ``parameter`` names the parameter or body field at
+    fault, if one is."""
 
-    status: int = 400
-    code: str = "bad_request"
+    points_at = "parameter"
 
-    def __init__(self, detail: str, parameter: str | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.parameter = parameter
-
-    def to_json(self) -> dict[str, str]:
-        body = {"error": self.code, "detail": self.detail}
-        if self.parameter is not None:
-            body["parameter"] = self.parameter
-        return body
+    @property
+    def parameter(self) -> str | None:
+        return self.at
 
 
 class BadRequest(AdminError):
