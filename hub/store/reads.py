@@ -1,11 +1,15 @@
-"""Reads that share a round trip: plain Redis commands issued in the same turn of the event
-loop go to Redis together, in one pipeline.
+"""Calls that share a round trip: what is sent to Redis in the same turn of the event loop
+goes in one pipeline.
+
+``TurnBatch`` is the mechanism: each caller gets its own reply or its own error, and a
+failure of the whole pipeline (the connection, say) reaches every caller of the batch.
+The store's scripts are one kind (``_Batch`` in ``hub/store/redis.py``); ``Reads`` is the
+other: plain commands.
 
 A worker starts many jobs at once (one claim fetches several), and each dispatch begins
 with the same reads: the accepted event, the booking a reference names, the messages sent
 for the event before. Batched, they cost one round trip and one write for all the jobs of
-the turn instead of one each. Every caller gets its own reply, parsed as redis-py parses
-that command, or its own error; a connection failure reaches every caller of the batch.
+the turn instead of one each.
 """
 
 from __future__ import annotations
@@ -13,20 +17,21 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["Reads"]
+__all__ = ["Reads", "TurnBatch"]
 
 
-class Reads:
+class TurnBatch:
+    """Collects the calls of one turn of the event loop and sends them with ``_send``."""
+
     def __init__(self, client: Any) -> None:
         self._client = client
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, *command: Any) -> Any:
-        """The reply to ``command`` (``"HGETALL", key`` say), sent with the turn's others."""
+    async def _submit(self, call: Any) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((command, future))
+        self._pending.append((call, future))
         if len(self._pending) == 1:
             loop.call_soon(self._start_flush)
         return await future
@@ -37,12 +42,13 @@ class Reads:
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    async def _flush(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    async def _send(self, calls: list[Any]) -> list[Any]:
+        """The replies to ``calls``, one each (an exception for one that failed)."""
+        raise NotImplementedError
+
+    async def _flush(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for command, _ in batch:
-                    pipe.execute_command(*command)
-                results = await pipe.execute(raise_on_error=False)
+            results = await self._send([call for call, _ in batch])
         except Exception as error:  # the connection: every caller hears of it
             for _, future in batch:
                 if not future.done():
@@ -59,3 +65,17 @@ class Reads:
     async def close(self) -> None:
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
+
+
+class Reads(TurnBatch):
+    """Plain commands, each parsed as redis-py parses it."""
+
+    async def __call__(self, *command: Any) -> Any:
+        """The reply to ``command`` (``"HGETALL", key`` say), sent with the turn's others."""
+        return await self._submit(command)
+
+    async def _send(self, calls: list[Any]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for command in calls:
+                pipe.execute_command(*command)
+            return await pipe.execute(raise_on_error=False)

@@ -8,7 +8,6 @@ process; the read side decrypts them, so callers see plain text.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
@@ -59,7 +58,7 @@ from hub.store.lua import (
 from hub.store.partitions import current as current_partition
 from hub.store.partitions import partition_prefix
 from hub.store.reading import RedisReading
-from hub.store.reads import Reads
+from hub.store.reads import Reads, TurnBatch
 from hub.store.views import EventNote
 
 __all__ = ["RedisStore"]
@@ -98,7 +97,7 @@ def dedup_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-class _Batch:
+class _Batch(TurnBatch):
     """Calls of one script made in the same turn of the event loop go to Redis together:
     one pipeline, one round trip. Each call still runs atomically on its own, and each
     caller gets its own result or error. Webhooks accepted together and jobs finishing
@@ -112,11 +111,9 @@ class _Batch:
     def __init__(
         self, client: aioredis.Redis, script: Any, wait: tuple[int, int] | None = None
     ) -> None:
-        self._client = client
+        super().__init__(client)
         self._script = script
         self._wait = wait
-        self._pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
-        self._flushes: set[asyncio.Task[None]] = set()
 
     async def __call__(self, args: list[Any]) -> Any:
         return await self.submit(args)
@@ -124,55 +121,27 @@ class _Batch:
     async def submit(self, args: list[Any]) -> Any:
         # Encoded here, so an argument Redis cannot take fails its own caller only, never
         # the batch it would have joined.
-        args = [_wire(a) for a in args]
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((args, future))
-        if len(self._pending) == 1:
-            loop.call_soon(self._start_flush)
-        return await future
-
-    def _start_flush(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.create_task(self._flush(batch))
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
-        try:
-            results = await self._send([args for args, _ in batch])
-            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted
-                await self._client.script_load(self._script.script)
-                results = await self._send([args for args, _ in batch])
-        except Exception as error:  # the connection: every caller hears of it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        if self._wait:
-            confirmed = min(
-                (r for r in results[len(batch) :]),
-                key=lambda r: -1 if isinstance(r, Exception) else int(r),
-            )
-            results = results[: len(batch)]
-            if isinstance(confirmed, Exception) or int(confirmed) < self._wait[0]:
-                error = StoreUnavailable(
-                    f"{confirmed} of {self._wait[0]} replicas confirmed the write "
-                    f"within {self._wait[1]} ms"
-                )
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                return
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        return await self._submit([_wire(a) for a in args])
 
     async def _send(self, calls: list[list[Any]]) -> list[Any]:
+        results = await self._pipeline(calls)
+        if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted
+            await self._client.script_load(self._script.script)
+            results = await self._pipeline(calls)
+        if not self._wait:
+            return results
+        confirmed = min(
+            (r for r in results[len(calls) :]),
+            key=lambda r: -1 if isinstance(r, Exception) else int(r),
+        )
+        if isinstance(confirmed, Exception) or int(confirmed) < self._wait[0]:
+            raise StoreUnavailable(
+                f"{confirmed} of {self._wait[0]} replicas confirmed the write "
+                f"within {self._wait[1]} ms"
+            )
+        return results[: len(calls)]
+
+    async def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipe:
             for args in calls:
                 pipe.execute_command("EVALSHA", self._script.sha, 1, args[0], *args)
@@ -191,10 +160,6 @@ class _Batch:
             elif self._wait:
                 pipe.execute_command("WAIT", *self._wait)
             return await pipe.execute(raise_on_error=False)
-
-    async def close(self) -> None:
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
 
 
 class RedisStore(RedisReading):
