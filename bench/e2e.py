@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import redis as redis_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -147,6 +152,7 @@ class Trial:
     p50: float
     p99: float
     cpu_us: dict[str, float]  # per webhook, by stage
+    round_trips: float  # requests Redis read per webhook (its read events)
     kernel_us: float | None  # per webhook, the kernel's count for the whole process
     target: float  # the p99 it must meet (ms)
 
@@ -159,20 +165,29 @@ class Bench:
     """One hub and one receiver, several rates in turn."""
 
     def __init__(
-        self, hub_pid: int, hub_port: int, sink_port: int, seconds: int, target: float
+        self,
+        hub_pid: int,
+        hub_port: int,
+        sink_port: int,
+        seconds: int,
+        target: float,
+        redis: str,
     ) -> None:
         self.hub_pid, self.hub_port, self.sink_port = hub_pid, hub_port, sink_port
+        self.redis = redis_client.Redis.from_url(redis)
         self.seconds, self.target = seconds, target
         self.sent = 0  # webhooks sent so far: each trial's bookings are new ones
 
     def trial(self, rate: int) -> Trial:
         before = run(cpu_seconds(self.hub_port))
         kernel_before = process_cpu(self.hub_pid)
+        reads_before = self.redis.info("stats")["total_reads_processed"]
         accepted, accept_ms = run(send(self.hub_port, rate, self.seconds, self.sent))
         self.sent += len(accepted)
         arrivals = run(wait_for_arrivals(self.sink_port, 2 * self.sent))
         after = run(cpu_seconds(self.hub_port))
         kernel_after = process_cpu(self.hub_pid)
+        reads = self.redis.info("stats")["total_reads_processed"] - reads_before
         latencies = [(at - accepted[uri]) * 1000 for at, uri in arrivals if uri in accepted]
         if len(latencies) < 2 * len(accepted):
             raise SystemExit(f"{2 * len(accepted) - len(latencies)} events never arrived")
@@ -188,6 +203,7 @@ class Bench:
             percentile(latencies, 0.5),
             percentile(latencies, 0.99),
             cpu,
+            reads / webhooks,
             kernel,
             self.target,
         )
@@ -222,6 +238,74 @@ def report(trial: Trial) -> None:
     )
 
 
+@contextlib.contextmanager
+def profiled(pid: int, out: Path) -> Iterator[None]:
+    """py-spy sampling ``pid`` (native frames off, idle samples left out) while inside."""
+    spy = subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+
+
+# Frames a stack is charged to, first match from the top of the stack down.
+BUCKETS = (
+    ("redis socket write", ("sendall", "_send_packed_command", "write (asyncio/selector")),
+    ("redis reply parse", ("hiredis", "read_response", "_read_response")),
+    ("ICS", ("hub/ics.py",)),
+    ("JSON", ("orjson", "json/")),
+    ("pydantic", ("pydantic",)),
+    ("CEL", ("celpy", "cel")),
+    ("logging", ("structlog", "hub/logs.py")),
+    ("metrics", ("prometheus_client",)),
+    ("aiohttp client", ("aiohttp/client", "aiohttp/connector")),
+    ("aiohttp server", ("aiohttp/web_protocol", "aiohttp/web_", "aiohttp/http_")),
+    ("redis client", ("redis/asyncio", "redis/")),
+    ("store", ("hub/store",)),
+    ("worker", ("hub/worker.py",)),
+    ("intake", ("hub/intake.py",)),
+    ("connectors", ("hub/connectors", "hub_")),
+)
+
+
+def shares(collapsed: Path) -> str:
+    """The profile's samples by where their innermost recognised frame is."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        total += int(n)
+        frames = stack.split(";")[::-1]
+        bucket = next(
+            (name for frame in frames for name, marks in BUCKETS if any(m in frame for m in marks)),
+            "other (the loop, asyncio)",
+        )
+        counts[bucket] = counts.get(bucket, 0) + int(n)
+    rows = [["where", "share of samples"]] + [
+        [name, f"{n / total:.1%}"] for name, n in sorted(counts.items(), key=lambda kv: -kv[1])
+    ]
+    return table(rows) if total else "no samples"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=int, help="one fixed rate instead of the search")
@@ -230,6 +314,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="halvings after the first miss")
     parser.add_argument("--p99", type=float, default=100.0, help="target, 202 → arrival (ms)")
     parser.add_argument("--seconds", type=int, default=8, help="seconds of load per rate")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="with --rate: record the hub with py-spy into this file (collapsed stacks) "
+        "and print the largest shares of its samples",
+    )
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and CORES >= 2:
         os.sched_setaffinity(0, {1})  # the sender shares the receiver's core, not the hub's
@@ -251,8 +341,12 @@ def main() -> None:
         try:
             wait_listening(sink_port)
             wait_listening(hub_port)
-            bench = Bench(hub.pid, hub_port, sink_port, args.seconds, args.p99)
-            if args.rate:
+            bench = Bench(hub.pid, hub_port, sink_port, args.seconds, args.p99, url)
+            if args.rate and args.profile:
+                with profiled(hub.pid, args.profile):
+                    trials = [bench.trial(args.rate)]
+                print(shares(args.profile))
+            elif args.rate:
                 trials = [bench.trial(args.rate)]
             else:
                 trials = search(bench, args.start, args.step, args.rounds)
@@ -263,13 +357,14 @@ def main() -> None:
     rows = [
         ["rate/s", "webhooks", "accept p99 ms", "p50 ms", "p99 ms"]
         + [f"{s} µs" for s in STAGES]
-        + ["CPU µs/webhook", "kernel's count", f"p99 <= {args.p99:g}"]
+        + ["CPU µs/webhook", "kernel's count", "Redis reads/webhook", f"p99 <= {args.p99:g}"]
     ]
     for t in sorted(trials, key=lambda t: t.rate):
         rows.append(
             [str(t.rate), str(t.webhooks), f"{t.accept_p99:.1f}", f"{t.p50:.1f}", f"{t.p99:.1f}"]
             + [f"{t.cpu_us[s]:.0f}" for s in STAGES]
-            + [f"{sum(t.cpu_us.values()):.0f}", f"{t.kernel_us or 0:.0f}", "yes" if t.met else "no"]
+            + [f"{sum(t.cpu_us.values()):.0f}", f"{t.kernel_us or 0:.0f}", f"{t.round_trips:.1f}"]
+            + ["yes" if t.met else "no"]
         )
     print(table(rows))
     met = [t for t in trials if t.met]
