@@ -26,24 +26,33 @@ async def client(redis_prefix):
     await client.aclose()
 
 
-def counting_pipelines(client) -> list[int]:
-    """Count the pipelines the client opens (the real ones, sent to the real Redis)."""
-    opened: list[int] = []
-    original = client.pipeline
+def counting_writes(client) -> list[int]:
+    """Count the writes to the client's connections (the real ones, sent to the real Redis)."""
+    writes: list[int] = []
+    pool = client.connection_pool
+    taken = pool.get_connection
 
-    def pipeline(**options):
-        opened.append(1)
-        return original(**options)
+    async def get_connection():
+        connection = await taken()
+        if "send_packed_command" not in vars(connection):  # not counted yet
+            sent = connection.send_packed_command
 
-    client.pipeline = pipeline
-    return opened
+            async def send_packed_command(command, check_health=True):
+                writes.append(1)
+                return await sent(command, check_health)
+
+            connection.send_packed_command = send_packed_command
+        return connection
+
+    pool.get_connection = get_connection
+    return writes
 
 
-async def test_reads_of_one_turn_share_one_pipeline_and_get_their_own_replies(
+async def test_reads_of_one_turn_share_one_write_and_get_their_own_replies(
     client, redis_prefix
 ) -> None:
     p = redis_prefix
-    opened = counting_pipelines(client)
+    opened = counting_writes(client)
     reads = Reads(client)
     replies = await asyncio.gather(
         reads("HGETALL", f"{p}:event"),
@@ -62,7 +71,7 @@ async def test_reads_of_one_turn_share_one_pipeline_and_get_their_own_replies(
         {},
     ]
     assert len(opened) == 1
-    assert await reads("GET", f"{p}:ref") == b"uid-1"  # a later turn: a pipeline of its own
+    assert await reads("GET", f"{p}:ref") == b"uid-1"  # a later turn: a write of its own
     assert len(opened) == 2
     await reads.close()
 

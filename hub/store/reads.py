@@ -1,8 +1,8 @@
 """Calls that share a round trip: what is sent to Redis in the same turn of the event loop
-goes in one pipeline.
+goes in one write.
 
 ``TurnBatch`` is the mechanism: each caller gets its own reply or its own error, and a
-failure of the whole pipeline (the connection, say) reaches every caller of the batch.
+failure of the whole batch (the connection, say) reaches every caller of the batch.
 The store's scripts are one kind (``_Batch`` in ``hub/store/redis.py``); ``Reads`` is the
 other: plain commands.
 
@@ -10,12 +10,21 @@ A worker starts many jobs at once (one claim fetches several), and each dispatch
 with the same reads: the accepted event, the booking a reference names, the messages sent
 for the event before. Batched, they cost one round trip and one write for all the jobs of
 the turn instead of one each.
+
+On one Redis (plain or through Sentinel) a batch is one exchange on a connection of the
+client's pool (``TurnBatch._round_trip``): what a non-transactional redis-py pipeline does,
+without its per-call machinery. A Cluster's batches go through its pipelines, which route
+each command to its node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 __all__ = ["Reads", "TurnBatch"]
 
@@ -25,6 +34,8 @@ class TurnBatch:
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        # one Redis: batches go straight to a connection of its pool (a Cluster: pipelines)
+        self._pool = client.connection_pool if isinstance(client, aioredis.Redis) else None
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
 
@@ -45,6 +56,48 @@ class TurnBatch:
     async def _send(self, calls: list[Any]) -> list[Any]:
         """The replies to ``calls``, one each (an exception for one that failed)."""
         raise NotImplementedError
+
+    async def _round_trip(self, commands: list[tuple[Any, ...]], resend: bool) -> list[Any]:
+        """The replies to ``commands``, written at once on one connection of the pool and read
+        in order, each parsed as redis-py parses it (the client's response callbacks); an
+        error reply is its command's exception. A connection or timeout error fails them
+        all, and the connection is closed, never returned half-read to the pool. ``resend``:
+        on such an error the connection's retry policy sends them again, as a pipeline
+        would (the clients of ``client_for`` have none); without it they are sent once."""
+        pool = self._pool
+        connection = await pool.get_connection()
+        try:
+            if resend:
+                replies = await connection.retry.call_with_retry(
+                    lambda: self._exchange(connection, commands),
+                    lambda error: connection.disconnect(),
+                )
+            else:
+                replies = await self._exchange(connection, commands)
+        finally:
+            await pool.release(connection)
+        callbacks = self._client.response_callbacks
+        for i, reply in enumerate(replies):
+            callback = callbacks.get(commands[i][0])
+            if callback is not None and not isinstance(reply, ResponseError):
+                reply = callback(reply)
+                replies[i] = await reply if inspect.isawaitable(reply) else reply
+        return replies
+
+    @staticmethod
+    async def _exchange(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as error:
+                    replies.append(error)
+            return replies
+        except BaseException:
+            await connection.disconnect(nowait=True)  # replies may be left unread
+            raise
 
     async def _flush(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         try:
@@ -75,6 +128,8 @@ class Reads(TurnBatch):
         return await self._submit(command)
 
     async def _send(self, calls: list[Any]) -> list[Any]:
+        if self._pool is not None:
+            return await self._round_trip(calls, resend=True)  # reads: safe to send again
         async with self._client.pipeline(transaction=False) as pipe:
             for command in calls:
                 pipe.execute_command(*command)

@@ -99,7 +99,7 @@ def dedup_digest(key: str) -> str:
 
 class _Batch(TurnBatch):
     """Calls of one script made in the same turn of the event loop go to Redis together:
-    one pipeline, one round trip. Each call still runs atomically on its own, and each
+    one write, one round trip. Each call still runs atomically on its own, and each
     caller gets its own result or error. Webhooks accepted together and jobs finishing
     together thus share their round trips.
 
@@ -142,6 +142,11 @@ class _Batch(TurnBatch):
         return results[: len(calls)]
 
     async def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
+        if self._pool is not None:  # one Redis; never sent twice (a script may have run)
+            commands = [("EVALSHA", self._script.sha, 1, args[0], *args) for args in calls]
+            if self._wait:
+                commands.append(("WAIT", *self._wait))
+            return await self._round_trip(commands, resend=False)
         async with self._client.pipeline(transaction=False) as pipe:
             for args in calls:
                 pipe.execute_command("EVALSHA", self._script.sha, 1, args[0], *args)
