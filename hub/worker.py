@@ -180,6 +180,8 @@ class Worker:
         while not self._stopping:
             if (wait := last_claim + CLAIM_GAP - loop.time()) > 0:
                 await asyncio.sleep(wait)  # what becomes due meanwhile comes in this claim
+                if self._stopping:  # stopped meanwhile: claim nothing more
+                    break
             self._wake.clear()
             free = self._free()
             claimed = 0
@@ -358,7 +360,11 @@ class Worker:
         if kept.circuit:
             log.warning("destination.circuit", destination=job.destination, state=kept.circuit)
         for handed in kept.jobs:
-            self.start(handed)
+            if self._stopping:  # handed over as the worker stops: back to the queue
+                with contextlib.suppress(StoreError):
+                    await self.store.release(handed, self.clock.now())
+            else:
+                self.start(handed)
         if not kept:
             bound.warning("job.lease_lost", outcome=attempt.outcome)
             return False

@@ -340,6 +340,25 @@ async def test_stopping_a_worker_releases_what_cannot_finish(start_hub) -> None:
     assert state.in_flight == 0
 
 
+async def test_a_stopping_worker_takes_no_job_over_and_leaves_it_due(start_hub) -> None:
+    hub = await start_hub()  # two messages per booking, the second behind the first
+    event_id = await hub.accept(CREATED)
+    assert await hub.dispatch() == 1
+
+    def stop_at_first(received: Any) -> None:
+        hub.worker.stop()  # while the first message is being answered
+
+    hub.sink.respond = stop_at_first
+    await asyncio.wait_for(hub.worker.run(), 10)
+    assert len(hub.sink.requests) == 1
+    jobs = await hub.store.event_jobs(event_id)
+    assert sorted((j.kind, j.state, len(j.attempts)) for j in jobs) == [
+        ("deliver", "done", 1),
+        ("deliver", "due", 0),
+        ("dispatch", "done", 1),
+    ]
+
+
 async def test_replaying_a_dead_dispatch_after_its_event_was_routed_again_sends_nothing_twice(
     start_hub,
 ) -> None:
