@@ -150,6 +150,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reserved = 0  # slots promised to hand-overs whose store call is in flight
         self._taking = False  # whether jobs may be handed over: in run() and drain() only
+        self._backlog = False  # whether the last claim filled every free slot
         self._started = 0  # jobs started, claimed or handed over
         self._wake = asyncio.Event()
         self._stopping = False
@@ -199,6 +200,7 @@ class Worker:
                     continue
                 backoff = poll
                 claimed = len(jobs)
+                self._backlog = claimed == free
                 for job in jobs:
                     self.start(job)
             if claimed == 0 or claimed == free:
@@ -234,9 +236,11 @@ class Worker:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        # Claim again once a quarter of the slots are free (or at the next poll): one
-        # claim then fetches several jobs instead of one round trip per finished job.
-        if self._free() >= max(1, self.config.concurrency // 4):
+        # With a backlog (the last claim filled every free slot), claim again once a
+        # quarter of the slots are free: one claim then fetches several jobs instead of
+        # one round trip per finished job. Without one, what becomes due is handed over,
+        # wakes the loop (left for a claim, a webhook accepted) or waits for the next poll.
+        if self._backlog and self._free() >= max(1, self.config.concurrency // 4):
             self._wake.set()
 
     async def _pause(self, seconds: float) -> None:
@@ -359,6 +363,8 @@ class Worker:
             return False
         if kept.circuit:
             log.warning("destination.circuit", destination=job.destination, state=kept.circuit)
+        if kept.left:
+            self._wake.set()  # due now, not handed over: the next claim takes them
         for handed in kept.jobs:
             if self._stopping:  # handed over as the worker stops: back to the queue
                 with contextlib.suppress(StoreError):

@@ -200,6 +200,7 @@ async def test_complete_hands_over_what_it_makes_due_now(store) -> None:
     )
     # the second waits behind the first (its ordering key), the third is not due yet
     assert [(j.id, j.payload, j.attempt) for j in recorded.jobs] == [("job_h1", {"m": 1}, 1)]
+    assert recorded.left == 0
     [handed] = recorded.jobs
     assert (await store.get_job("job_h2")).state == "blocked"
     # its completion lets the next of its key run, and hands that one over too
@@ -217,7 +218,7 @@ async def test_complete_hands_over_no_more_than_the_room_given(store) -> None:
         for n in range(3)
     ]
     recorded = await store.complete(job, attempt(job), NOW, spawn, handoff=Handoff(2, 30))
-    assert len(recorded.jobs) == 2
+    assert (len(recorded.jobs), recorded.left) == (2, 1)  # the third is left for a claim
     rest = await store.claim(NOW, 30, 10)
     assert {j.id for j in recorded.jobs + tuple(rest)} == {j.id for j in spawn}
 

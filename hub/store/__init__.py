@@ -196,6 +196,7 @@ class Recorded:
     kept: bool
     circuit: str | None = None
     jobs: tuple[Job, ...] = ()  # jobs handed over, claimed (see ``Handoff``)
+    left: int = 0  # jobs it made due at once but left for a claim
 
     def __bool__(self) -> bool:
         return self.kept

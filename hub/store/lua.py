@@ -265,14 +265,17 @@ end
 
 -- Hand a job that just became due over to the caller, claimed, when it has room for it
 -- (`hand.room`), the job is due now, and no job due before it waits in the queue: a
--- hand-over never jumps ahead of what a claim would take first.
+-- hand-over never jumps ahead of what a claim would take first. Returns true when the
+-- job is due now but left for a claim.
 local function hand_over(id, out, hand)
-  if not hand or hand.room < 1 then return end
   local due = redis.call('ZSCORE', p .. 'q:due', id)
-  if not due or tonumber(due) > now then return end
+  if not due or tonumber(due) > now then return false end
+  if hand.room < 1 then return true end
   local head = redis.call('ZRANGE', p .. 'q:due', 0, 0, 'WITHSCORES')
-  if head[2] and tonumber(head[2]) < tonumber(due) then return end
+  if head[2] and tonumber(head[2]) < tonumber(due) then return true end
+  -- turned away by its gates, it is due again when they may let it pass
   if claim_one(id, out, hand.lease, hand.token, hand.gates) then hand.room = hand.room - 1 end
+  return false
 end
 """
 
@@ -354,9 +357,9 @@ return out
 #       then for each spawned job: id, kind, payload, due ms, destination, event id,
 #       ordering key, signature, job key (a job already under that key is replaced), then
 #       job keys to unschedule
-# Returns {1 or 0 (lease lost), the destination's new circuit state or ''}, then the
-# fields of the jobs handed over, as CLAIM returns them: the job its ordering key let run
-# next, then spawned jobs, in their order.
+# Returns {1 or 0 (lease lost), the destination's new circuit state or '', how many jobs
+# it made due now and left for a claim}, then the fields of the jobs handed over, as CLAIM
+# returns them: the job its ordering key let run next, then spawned jobs, in their order.
 FINISH = (
     PRELUDE
     + """
@@ -483,11 +486,12 @@ while ARGV[i] do
   unschedule(ARGV[i])
   i = i + 1
 end
-local out = {1, changed}
-if room > 0 then
-  if released then hand_over(released, out, hand) end
-  for _, sid in ipairs(handed) do hand_over(sid, out, hand) end
+local out, left = {1, changed, 0}, 0
+if released and hand_over(released, out, hand) then left = left + 1 end
+for _, sid in ipairs(handed) do
+  if hand_over(sid, out, hand) then left = left + 1 end
 end
+out[3] = left
 return out
 """
 )

@@ -295,7 +295,7 @@ class PartitionedStore(RedisStore):
                 ]
             )
         )
-        return Recorded(kept, _text(changed) or None, recorded.jobs)
+        return Recorded(kept, _text(changed) or None, recorded.jobs, recorded.left)
 
     async def enqueue(self, jobs: list[NewJob], now: float) -> int:
         if current() is not None:

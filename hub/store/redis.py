@@ -470,9 +470,10 @@ class RedisStore(RedisReading):
                 new.key or "",
             ]
         args += unschedule or []
-        kept, changed, *handed = await self._call(self._finishes.submit(args))
+        kept, changed, *rest = await self._call(self._finishes.submit(args))
+        left, handed = (int(rest[0]), rest[1:]) if rest else (0, [])
         jobs = await self._jobs_from(handed, token, now) if handed else []
-        return Recorded(bool(kept), _text(changed) or None, tuple(jobs))
+        return Recorded(bool(kept), _text(changed) or None, tuple(jobs), left)
 
     def _note(self, note: EventNote | None) -> bytes | str:
         if note is None:
