@@ -12,6 +12,7 @@ so a slow or hostile sender holds neither memory nor a read slot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from hub.errors import (
     UnknownSource,
 )
 from hub.ids import new_id
+from hub.store import InboundEvent
 
 __all__ = ["UNKNOWN_SOURCE", "nesting_exceeds", "receive"]
 
@@ -143,19 +145,27 @@ async def receive(request: web.Request) -> web.Response:
                 f"body nests deeper than server.max_depth ({depth} levels)", field="(body)"
             )
         source.validator.check(payload)
+        worker = app.get(WORKER)
         try:
-            accepted = await app[STORE].accept(
-                name,
-                source.dedup_key(request.headers, body),
-                body,
-                now,
-                event_id,
-                new_id("job", now),
-                source.order_key(payload),
-                window.total_seconds() if (window := source.dedup_window()) else None,
-                partition_key=source.partition_key(payload),
-                linked_keys=source.linked_keys(payload),
-            )
+            # a free slot of this process's worker takes the dispatch job at once
+            with worker.reserve(1) if worker is not None else contextlib.nullcontext() as hand:
+                accepted = await app[STORE].accept(
+                    name,
+                    source.dedup_key(request.headers, body),
+                    body,
+                    now,
+                    event_id,
+                    new_id("job", now),
+                    source.order_key(payload),
+                    window.total_seconds() if (window := source.dedup_window()) else None,
+                    partition_key=source.partition_key(payload),
+                    linked_keys=source.linked_keys(payload),
+                    handoff=hand,
+                )
+                if accepted.job is not None and worker is not None:
+                    # as the store keeps it: received_at to the millisecond
+                    stored = InboundEvent(accepted.id, name, int(now * 1000) / 1000, body)
+                    worker.start(accepted.job, stored)
         except ValueError as error:  # a value the store cannot take: this request only
             raise InvalidPayload(f"webhook cannot be stored: {error}") from None
     except IntakeError as error:
@@ -186,7 +196,6 @@ async def receive(request: web.Request) -> web.Response:
         log.info("intake.duplicate", source=name, event_id=accepted.id, request_id=event_id)
     else:
         log.info("intake.accepted", source=name, event_id=accepted.id)
-    worker = app.get(WORKER)
-    if worker is not None and not accepted.duplicate:
+    if worker is not None and not accepted.duplicate and accepted.job is None:
         worker.wake()
     return _json({"id": accepted.id, "duplicate": accepted.duplicate}, 202)

@@ -7,6 +7,11 @@ its destination connector; the outcome is done, a retry at a later time, or a de
 
 ``run()`` loops until ``stop()``; ``drain()`` runs until nothing is due at the clock's
 current time, which is how tests move time: advance the clock, drain again.
+
+Jobs reach it by claims, and by hand-over (see ``hub/store``): the store calls that make a
+job due at once (intake's accept, a job's completion) bring it back claimed when the worker
+has a free slot for it, which saves a claim's round trip and its wait for the next claim.
+Slots promised to a call in flight are ``reserved`` until its answer comes.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +47,7 @@ from hub.model import Booking, BookingEvent
 from hub.outbound import RESPONSE_EXCERPT
 from hub.retry import RetryPolicy
 from hub.routing import Router
-from hub.store import Attempt, Health, Job, NewJob, Recorded, Store
+from hub.store import Attempt, Handoff, Health, InboundEvent, Job, NewJob, Recorded, Store
 from hub.store.partitions import scope as partition_scope
 from hub.store.views import EventNote
 
@@ -143,6 +148,10 @@ class Worker:
         self.rng = rng or random.Random()
         self.ics_links = ics_links
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reserved = 0  # slots promised to hand-overs whose store call is in flight
+        self._taking = False  # whether jobs may be handed over: in run() and drain() only
+        self._backlog = False  # whether the last claim filled every free slot
+        self._started = 0  # jobs started, claimed or handed over
         self._wake = asyncio.Event()
         self._stopping = False
         self._metered = stages.every()
@@ -162,6 +171,7 @@ class Worker:
         lease = self.config.lease.total_seconds()
         poll = self.config.poll_interval.total_seconds()
         backoff = poll
+        self._taking = True
         log.info("worker.started", concurrency=self.config.concurrency)
         for name, destination in self.destinations.items():
             for warning in type(destination).check(destination.config, self.clock.now()):
@@ -171,8 +181,10 @@ class Worker:
         while not self._stopping:
             if (wait := last_claim + CLAIM_GAP - loop.time()) > 0:
                 await asyncio.sleep(wait)  # what becomes due meanwhile comes in this claim
+                if self._stopping:  # stopped meanwhile: claim nothing more
+                    break
             self._wake.clear()
-            free = self.config.concurrency - len(self._tasks)
+            free = self._free()
             claimed = 0
             if free > 0:
                 last_claim = loop.time()
@@ -188,19 +200,47 @@ class Worker:
                     continue
                 backoff = poll
                 claimed = len(jobs)
+                self._backlog = claimed == free
                 for job in jobs:
-                    task = asyncio.create_task(self._counted(job))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._done)
+                    self.start(job)
             if claimed == 0 or claimed == free:
                 await self._pause(poll)
+        self._taking = False
         await self._shutdown()
+
+    def start(self, job: Job, inbound: InboundEvent | None = None) -> None:
+        """Run a claimed job in a slot of its own. ``inbound``: a dispatch's accepted
+        webhook, when the caller has it at hand (intake), so it is not read back."""
+        task = asyncio.create_task(self._counted(job, inbound))
+        self._tasks.add(task)
+        self._started += 1
+        task.add_done_callback(self._done)
+
+    def _free(self) -> int:
+        return self.config.concurrency - len(self._tasks) - self._reserved
+
+    @contextlib.contextmanager
+    def reserve(self, wanted: int, finishing: int = 0) -> Iterator[Handoff | None]:
+        """Room for up to ``wanted`` jobs handed over by a store call made inside: the
+        slots are promised until the call has answered (and its jobs were started).
+        ``finishing``: slots that free up as the caller ends (the job completing)."""
+        room = min(wanted, self._free() + finishing) if self._taking and not self._stopping else 0
+        if room <= 0:
+            yield None
+            return
+        self._reserved += room
+        try:
+            yield Handoff(room, self.config.lease.total_seconds())
+        finally:
+            self._reserved -= room
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        # Claim again once a quarter of the slots are free (or at the next poll): one
-        # claim then fetches several jobs instead of one round trip per finished job.
-        if self.config.concurrency - len(self._tasks) >= max(1, self.config.concurrency // 4):
+        # With a backlog (the last claim filled every free slot), claim again once a
+        # quarter of the slots are free: one claim then fetches several jobs instead of
+        # one round trip per finished job. Without one, what becomes due is handed over,
+        # wakes the loop (left for a claim, a webhook accepted) or waits for the next poll.
+        if self._backlog and self._free() >= max(1, self.config.concurrency // 4):
             self._wake.set()
 
     async def _pause(self, seconds: float) -> None:
@@ -218,32 +258,46 @@ class Worker:
         log.info("worker.stopped")
 
     async def drain(self, *, limit: int = 10_000) -> int:
-        """Run due jobs until none is due at the clock's time; return how many ran."""
+        """Run due jobs until none is due at the clock's time; return how many ran (those
+        handed over included)."""
         lease = self.config.lease.total_seconds()
-        ran = 0
-        while ran < limit:
-            jobs = await self.store.claim(self.clock.now(), lease, self.config.concurrency)
-            if not jobs:
-                break
-            await asyncio.gather(*(self._counted(job) for job in jobs))
-            ran += len(jobs)
-        return ran
+        first, taking = self._started, self._taking
+        self._taking = True
+        try:
+            while self._started - first < limit:
+                free = self._free()
+                jobs = await self.store.claim(self.clock.now(), lease, free) if free > 0 else []
+                for job in jobs:
+                    self.start(job)
+                if not self._tasks:
+                    break
+                await self.settled()
+        finally:
+            self._taking = taking
+        return self._started - first
+
+    async def settled(self) -> None:
+        """Wait until no job runs: every job started, those handed over meanwhile too,
+        has ended."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
 
     # --- one job -----------------------------------------------------------------------
 
-    def _counted(self, job: Job) -> Coroutine[Any, Any, None]:
+    def _counted(self, job: Job, inbound: InboundEvent | None) -> Coroutine[Any, Any, None]:
         """``process(job)``, its CPU time counted to its stage when counting is on."""
         if not self._metered:
-            return self.process(job)
+            return self.process(job, inbound)
         stage = "delivery" if job.kind == "deliver" else "dispatch"
-        return stages.metered(stage, self.process(job), self._metered)
+        return stages.metered(stage, self.process(job, inbound), self._metered)
 
-    async def process(self, job: Job) -> None:
-        """Run one claimed job and record its outcome: done, retry or dead."""
+    async def process(self, job: Job, inbound: InboundEvent | None = None) -> None:
+        """Run one claimed job and record its outcome: done, retry or dead. ``inbound``: a
+        dispatch's accepted webhook, if the caller has it."""
         with partition_scope(job.partition):  # its store calls use its partition's keys
-            await self._process(job)
+            await self._process(job, inbound)
 
-    async def _process(self, job: Job) -> None:
+    async def _process(self, job: Job, inbound: InboundEvent | None = None) -> None:
         bound = log.bind(**_job_context(job))
         started = self.clock.now()
         t0 = time.perf_counter()
@@ -261,7 +315,7 @@ class Worker:
             if job.kind == "deliver":
                 status, response = await self._deliver(job)
             else:
-                plan = await self._dispatch(job, bound)
+                plan = await self._dispatch(job, bound, inbound)
         except asyncio.CancelledError:
             with contextlib.suppress(StoreError):
                 await asyncio.shield(self.store.release(job, self.clock.now()))
@@ -274,22 +328,33 @@ class Worker:
         except _Failure as failure:
             duration = (time.perf_counter() - t0) * 1000
             attempt, recorded = self._after_failure(job, failure, started, duration, bound)
-        else:
-            duration = (time.perf_counter() - t0) * 1000
-            attempt = Attempt(job.attempt, started, duration, "done", status, None, response)
-            health = "ok" if job.kind == "deliver" else None
-            recorded = self.store.complete(
-                job, attempt, self.clock.now(), plan.spawn, health, plan.unschedule, plan.note
-            )
+            await self._settle(job, attempt, recorded, bound)
+            return
+        duration = (time.perf_counter() - t0) * 1000
+        attempt = Attempt(job.attempt, started, duration, "done", status, None, response)
+        health = "ok" if job.kind == "deliver" else None
         if plan.note is not None and plan.note.booking:
             bound = bound.bind(booking=plan.note.booking)
-        if await self._settle(job, attempt, recorded, bound) and attempt.outcome == "done":
-            bound.info("job.done", spawned=len(plan.spawn), duration_ms=round(duration, 1))
+        # room for what this makes due at once: its spawned jobs, the next of its key
+        with self.reserve(len(plan.spawn) + 1, finishing=1) as handoff:
+            recorded = self.store.complete(
+                job,
+                attempt,
+                self.clock.now(),
+                plan.spawn,
+                health,
+                plan.unschedule,
+                plan.note,
+                handoff=handoff,
+            )
+            if await self._settle(job, attempt, recorded, bound):
+                bound.info("job.done", spawned=len(plan.spawn), duration_ms=round(duration, 1))
 
     async def _settle(
         self, job: Job, attempt: Attempt, recorded: Awaitable[Recorded], bound: Any
     ) -> bool:
-        """Await the store call that records an outcome; True if it was recorded."""
+        """Await the store call that records an outcome and start the jobs it handed over;
+        True if it was recorded."""
         try:
             kept = await recorded
         except StoreError as error:
@@ -298,6 +363,14 @@ class Worker:
             return False
         if kept.circuit:
             log.warning("destination.circuit", destination=job.destination, state=kept.circuit)
+        if kept.left:
+            self._wake.set()  # due now, not handed over: the next claim takes them
+        for handed in kept.jobs:
+            if self._stopping:  # handed over as the worker stops: back to the queue
+                with contextlib.suppress(StoreError):
+                    await self.store.release(handed, self.clock.now())
+            else:
+                self.start(handed)
         if not kept:
             bound.warning("job.lease_lost", outcome=attempt.outcome)
             return False
@@ -345,13 +418,13 @@ class Worker:
 
     # --- dispatch ----------------------------------------------------------------------
 
-    async def _dispatch(self, job: Job, bound: Any) -> _Plan:
+    async def _dispatch(self, job: Job, bound: Any, inbound: InboundEvent | None) -> _Plan:
         """What a dispatch or timer job leads to. Any failure becomes a _Failure: a
         payload that cannot be normalized is permanent, anything else is retried."""
         try:
             if job.kind == "timer":
                 return await self._timer(job, bound)
-            return await self._normalize_and_route(job, bound)
+            return await self._normalize_and_route(job, bound, inbound)
         except (_Failure, StoreError):
             raise
         except (NormalizeError, ValueError) as error:
@@ -360,10 +433,16 @@ class Worker:
             bound.exception("dispatch.error")
             raise _Failure(f"{type(error).__name__}: {error}", permanent=False) from error
 
-    async def _normalize_and_route(self, job: Job, bound: Any) -> _Plan:
+    async def _normalize_and_route(
+        self, job: Job, bound: Any, inbound: InboundEvent | None = None
+    ) -> _Plan:
         event_id = job.payload["event_id"]
-        # both reads in one turn: they share a round trip
-        inbound, skip = await asyncio.gather(self.store.get_event(event_id), self._sent(job))
+        if inbound is not None and inbound.id == event_id and job.attempt == 1:
+            # handed over at intake with the webhook it accepted: nothing sent for it yet
+            skip: set[str] = set()
+        else:
+            # both reads in one turn: they share a round trip
+            inbound, skip = await asyncio.gather(self.store.get_event(event_id), self._sent(job))
         if inbound is None:
             raise _Failure(f"inbound event {event_id} is gone from the store", permanent=True)
         source = self.sources.get(inbound.source)

@@ -6,18 +6,21 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from hub.admin.commands import dlq_list, replay
 from hub.admin.service import AdminService
-from hub.appkeys import CONFIG
+from hub.app import create_app
+from hub.appkeys import CONFIG, STORE, WORKER
 from hub.crypto import new_key
 from hub.errors import BadRequest
-from hub.store import Attempt, EndpointPolicy, NewJob
+from hub.store import Attempt, EndpointPolicy, Job, NewJob
 from hub.store.redis import RedisStore
-from tests.conftest import REDIS_URL, fixture_json
+from tests.admin_helpers import booking_body
+from tests.conftest import REDIS_URL, Harness, fixture_json, make_config
 
 CREATED = "calendly/invitee_created.json"
 CANCELED = "calendly/invitee_canceled.json"
@@ -337,6 +340,25 @@ async def test_stopping_a_worker_releases_what_cannot_finish(start_hub) -> None:
     assert state.in_flight == 0
 
 
+async def test_a_stopping_worker_takes_no_job_over_and_leaves_it_due(start_hub) -> None:
+    hub = await start_hub()  # two messages per booking, the second behind the first
+    event_id = await hub.accept(CREATED)
+    assert await hub.dispatch() == 1
+
+    def stop_at_first(received: Any) -> None:
+        hub.worker.stop()  # while the first message is being answered
+
+    hub.sink.respond = stop_at_first
+    await asyncio.wait_for(hub.worker.run(), 10)
+    assert len(hub.sink.requests) == 1
+    jobs = await hub.store.event_jobs(event_id)
+    assert sorted((j.kind, j.state, len(j.attempts)) for j in jobs) == [
+        ("deliver", "done", 1),
+        ("deliver", "due", 0),
+        ("dispatch", "done", 1),
+    ]
+
+
 async def test_replaying_a_dead_dispatch_after_its_event_was_routed_again_sends_nothing_twice(
     start_hub,
 ) -> None:
@@ -382,3 +404,40 @@ async def test_a_stored_event_that_does_not_parse_is_a_dead_letter_at_once(start
     assert dead.id == "job_broken" and len(dead.attempts) == 1
     assert dead.reason.startswith("stored event does not parse")
     assert hub.sink.requests == []
+
+
+async def test_a_running_hub_hands_its_jobs_over_instead_of_claiming_them(
+    aiohttp_client, redis_prefix, sink, clock
+) -> None:
+    """With the worker running in the app, a webhook's dispatch job comes back claimed from
+    its accept, its first delivery from the dispatch's completion, the second from the
+    first's (they share an ordering key): claims find none of them."""
+    config = make_config(redis_prefix, sink.url, worker__concurrency=16)  # room for them all
+    app = create_app(config, clock=clock, run_worker=True)
+    client = await aiohttp_client(app)
+    store, worker = app[STORE], app[WORKER]
+    claimed: list[Job] = []
+    claim = store.claim
+
+    async def observed(*args: Any) -> list[Job]:
+        jobs = await claim(*args)
+        claimed.extend(jobs)
+        return jobs
+
+    store.claim = observed
+    hub = Harness(client, worker, store, clock, redis_prefix, sink)
+    ids = []
+    for n in range(3):
+        response = await hub.post_calendly(booking_body(n))
+        assert response.status == 202
+        ids.append((await response.json())["id"])
+    await sink.wait_for(6)
+    await worker.settled()
+    assert claimed == []
+    for event_id in ids:
+        jobs = await store.event_jobs(event_id)
+        assert sorted((j.kind, j.state, len(j.attempts)) for j in jobs) == [
+            ("deliver", "done", 1),
+            ("deliver", "done", 1),
+            ("dispatch", "done", 1),
+        ]

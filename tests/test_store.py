@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hub.ids import new_id
-from hub.store import Attempt, NewJob, open_store
+from hub.store import Attempt, EndpointPolicy, Handoff, NewJob, open_store
 from hub.store.embedded import EmbeddedServer
 from hub.store.partitions import scope
 from hub.testing_redis import RedisCluster, SentinelGroup
@@ -141,6 +141,106 @@ async def test_complete_spawns_jobs_atomically(store) -> None:
         {"m": 1},
         "inxmail",
     )
+
+
+async def test_accept_hands_its_dispatch_job_over_claimed(store) -> None:
+    now = NOW
+    accepted = await store.accept(
+        "calendly", "k1", b"{}", now, new_id("evt", now), new_id("job", now),
+        handoff=Handoff(1, 30),
+    )  # fmt: skip
+    job = accepted.job
+    assert (job.kind, job.payload, job.event_id, job.attempt) == (
+        "dispatch",
+        {"event_id": accepted.id},
+        accepted.id,
+        1,
+    )
+    assert (await store.get_job(job.id)).state == "running"
+    assert await store.claim(NOW, 30, 10) == []  # claimed already
+    # leased like any claim: its worker gone, it comes back when the lease runs out
+    [again] = await store.claim(NOW + 31, 30, 10)
+    assert (again.id, again.attempt) == (job.id, 2)
+    assert not await store.complete(job, attempt(job), NOW + 32)
+    assert await store.complete(again, attempt(again), NOW + 32)
+
+
+async def test_accept_hands_nothing_over_without_room_or_for_a_duplicate(store) -> None:
+    def args(key: str) -> tuple:
+        return ("calendly", key, b"{}", NOW, new_id("evt", NOW), new_id("job", NOW))
+
+    assert (await store.accept(*args("k1"))).job is None
+    assert (await store.accept(*args("k2"), handoff=Handoff(0, 30))).job is None
+    duplicate = await store.accept(*args("k1"), handoff=Handoff(1, 30))
+    assert duplicate.duplicate and duplicate.job is None
+    assert len(await store.claim(NOW, 30, 10)) == 2
+
+
+async def test_a_hand_over_never_jumps_ahead_of_a_job_due_before_it(store) -> None:
+    def args(key: str, now: float) -> tuple:
+        return ("calendly", key, b"{}", now, new_id("evt", now), new_id("job", now))
+
+    older = await store.accept(*args("k1", NOW), partition_key="one-booking")
+    later = await store.accept(
+        *args("k2", NOW + 1), partition_key="one-booking", handoff=Handoff(1, 30)
+    )
+    assert later.job is None  # the older one waits: a claim takes it first
+    claimed = await store.claim(NOW + 1, 30, 10)
+    assert [j.event_id for j in claimed] == [older.id, later.id]
+
+
+async def test_complete_hands_over_what_it_makes_due_now(store) -> None:
+    await accept(store)
+    [job] = await store.claim(NOW, 30, 10)
+    first = NewJob("job_h1", "deliver", {"m": 1}, NOW, "inxmail", job.event_id, "inxmail|b1")
+    behind = NewJob("job_h2", "deliver", {"m": 2}, NOW, "inxmail", job.event_id, "inxmail|b1")
+    later = NewJob("job_h3", "deliver", {"m": 3}, NOW + 60, "inxmail", job.event_id, "inxmail|b3")
+    recorded = await store.complete(
+        job, attempt(job), NOW, [first, behind, later], handoff=Handoff(3, 30)
+    )
+    # the second waits behind the first (its ordering key), the third is not due yet
+    assert [(j.id, j.payload, j.attempt) for j in recorded.jobs] == [("job_h1", {"m": 1}, 1)]
+    assert recorded.left == 0
+    [handed] = recorded.jobs
+    assert (await store.get_job("job_h2")).state == "blocked"
+    # its completion lets the next of its key run, and hands that one over too
+    recorded = await store.complete(handed, attempt(handed), NOW + 1, handoff=Handoff(1, 300))
+    assert [j.id for j in recorded.jobs] == ["job_h2"]
+    assert await store.claim(NOW + 1, 30, 10) == []
+    assert [j.id for j in await store.claim(NOW + 60, 30, 10)] == ["job_h3"]
+
+
+async def test_complete_hands_over_no_more_than_the_room_given(store) -> None:
+    await accept(store)
+    [job] = await store.claim(NOW, 30, 10)
+    spawn = [
+        NewJob(f"job_r{n}", "deliver", {}, NOW, "inxmail", job.event_id, f"inxmail|r{n}")
+        for n in range(3)
+    ]
+    recorded = await store.complete(job, attempt(job), NOW, spawn, handoff=Handoff(2, 30))
+    assert (len(recorded.jobs), recorded.left) == (2, 1)  # the third is left for a claim
+    rest = await store.claim(NOW, 30, 10)
+    assert {j.id for j in recorded.jobs + tuple(rest)} == {j.id for j in spawn}
+
+
+async def test_a_hand_over_passes_the_destination_gates(make_store) -> None:
+    store = make_store(endpoints={"api": EndpointPolicy(concurrency=1, circuit=False)})
+    try:
+        busy = NewJob("job_g0", "deliver", {}, NOW, "api", None, "api|b0")
+        await store.enqueue([busy], NOW)
+        [running] = await store.claim(NOW, 30, 10)
+        await accept(store)
+        [job] = await store.claim(NOW, 30, 10)
+        waiting = NewJob("job_g1", "deliver", {}, NOW, "api", job.event_id, "api|b1")
+        recorded = await store.complete(job, attempt(job), NOW, [waiting], handoff=Handoff(5, 30))
+        assert recorded.jobs == ()  # api runs one at a time, and one runs
+        assert await store.complete(running, attempt(running), NOW + 1)
+        [later] = await store.claim(NOW + 2, 30, 10)
+        assert later.id == "job_g1"
+        [state] = await store.destination_states(["api"])
+        assert state.in_flight == 1
+    finally:
+        await store.close()
 
 
 async def test_retry_makes_the_job_due_later_and_keeps_its_attempts(store) -> None:

@@ -91,17 +91,19 @@ local function enqueue(id, due, okey)
     redis.call('HSET', k, 'order_key', okey)
     if redis.call('ZRANGE', zk, 0, 0)[1] ~= id then
       set_state(id, 'blocked')
-      return
+      return false
     end
   end
   set_state(id, 'due')
   redis.call('ZADD', p .. 'q:due', due, id)
+  return true
 end
 
--- A job is finished (done or dead): the next job of its ordering key may run.
+-- A job is finished (done or dead): the next job of its ordering key may run. Returns
+-- that job's id if it was waiting and is due now.
 local function leave(id)
   local okey = redis.call('HGET', jk(id), 'order_key')
-  if not okey or okey == '' then return end
+  if not okey or okey == '' then return nil end
   local zk = p .. 'order:' .. okey
   redis.call('ZREM', zk, id)
   local head = redis.call('ZRANGE', zk, 0, 0)[1]
@@ -110,7 +112,9 @@ local function leave(id)
     set_state(head, 'due')
     redis.call('HSET', jk(head), 'due_at', due)
     redis.call('ZADD', p .. 'q:due', due, head)
+    return head
   end
+  return nil
 end
 
 -- Drop the job scheduled under `key` (a reminder moved or cancelled), unless it is
@@ -203,13 +207,85 @@ local function breaker(dest, id, health, window, ratio, min_calls, open_for, ena
   redis.call('HSET', dk, 'win_start', start, 'ok', ok, 'fail', fail)
   return nil
 end
+
+-- What a claim knows of the destinations' gates: ARGV from `i` on, `count` values in
+-- triples: destination, its concurrency limit (0: none), circuit on (1) or off (0)
+-- (partitioned: destination, held back until ms, 0).
+local function read_gates(i, count)
+  local g = {max_in_flight = {}, circuit_off = {}, held = {}}
+  for j = i, i + count - 1, 3 do
+    if gated then
+      g.max_in_flight[ARGV[j]] = tonumber(ARGV[j + 1])
+      g.circuit_off[ARGV[j]] = ARGV[j + 2] == '0'
+    else  -- partitioned: destinations whose gate turned jobs away, and until when
+      g.held[ARGV[j]] = tonumber(ARGV[j + 1])
+    end
+  end
+  return g
+end
+
+local function defer(id, due)
+  redis.call('HSET', jk(id), 'due_at', due)
+  redis.call('ZADD', p .. 'q:due', due, id)
+end
+
+-- Claim the due job `id` for `lease` ms under `token`, unless its destination's gates
+-- turn it away (it is then due again when they may let it pass). A claimed job's fields
+-- join `out`: id, kind, payload, attempts, destination, event id, created at.
+local function claim_one(id, out, lease, token, g)
+  local k = jk(id)
+  local f = redis.call('HMGET', k, 'kind', 'payload', 'destination', 'event_id', 'created_at')
+  if not f[1] then
+    redis.call('ZREM', p .. 'q:due', id)
+    return false
+  elseif not gated and f[3] and g.held[f[3]] and g.held[f[3]] > now then
+    defer(id, g.held[f[3]])
+    return false
+  elseif gated and f[3] and f[3] ~= '' then
+    local dest = f[3]
+    local dk = p .. 'dest:' .. dest
+    local running = num(redis.call('HGET', dk, 'inflight'), 0)
+    local wait = gate(dk, id, running, g.max_in_flight[dest], g.circuit_off[dest])
+    if wait > 0 then
+      defer(id, wait)
+      return false
+    end
+    redis.call('HINCRBY', dk, 'inflight', 1)
+  end
+  redis.call('ZREM', p .. 'q:due', id)
+  redis.call('ZADD', p .. 'q:inflight', now + lease, id)
+  local attempts = redis.call('HINCRBY', k, 'attempts', 1)
+  set_state(id, 'running')
+  redis.call('HSET', k, 'lease', token, 'claimed_at', now)
+  for _, v in ipairs({id, f[1], f[2], attempts, f[3] or '', f[4] or '', f[5] or '0'}) do
+    out[#out + 1] = v
+  end
+  return true
+end
+
+-- Hand a job that just became due over to the caller, claimed, when it has room for it
+-- (`hand.room`), the job is due now, and no job due before it waits in the queue: a
+-- hand-over never jumps ahead of what a claim would take first. Returns true when the
+-- job is due now but left for a claim.
+local function hand_over(id, out, hand)
+  local due = redis.call('ZSCORE', p .. 'q:due', id)
+  if not due or tonumber(due) > now then return false end
+  if hand.room < 1 then return true end
+  local head = redis.call('ZRANGE', p .. 'q:due', 0, 0, 'WITHSCORES')
+  if head[2] and tonumber(head[2]) < tonumber(due) then return true end
+  -- turned away by its gates, it is due again when they may let it pass
+  if claim_one(id, out, hand.lease, hand.token, hand.gates) then hand.room = hand.room - 1 end
+  return false
+end
 """
 
 # ARGV: prefix, now, event id, source, body, dedup key, dedup ttl s, job id, job payload,
-#       ordering key, [a key whose route to look up first]
-# Returns {event id, 1 if a duplicate else 0}, or {'', 2, the partition prefix the key's
-# route names} when the webhook belongs to another partition (a later change of a booking
-# whose first webhooks went there).
+#       ordering key, a key whose route to look up first (''), lease ms and lease token to
+#       hand the dispatch job over with ('' for none)
+# Returns {event id, 1 if a duplicate else 0}, then the dispatch job's fields as CLAIM
+# returns them if it was handed over; or {'', 2, the partition prefix the key's route
+# names} when the webhook belongs to another partition (a later change of a booking whose
+# first webhooks went there).
 ACCEPT = (
     PRELUDE
     + """
@@ -235,8 +311,12 @@ redis.call('ZADD', p .. 'ix:source:' .. source, now, event_id)
 redis.call('HSET', jk(job_id), 'kind', 'dispatch', 'payload', payload, 'attempts', 0,
            'created_at', now, 'event_id', event_id)
 own(job_id, event_id)
-enqueue(job_id, now, okey)
-return {event_id, 0}
+local out = {event_id, 0}
+if enqueue(job_id, now, okey) and ARGV[12] and ARGV[12] ~= '' then
+  local gates = read_gates(1, 0)  -- a dispatch job has no destination
+  hand_over(job_id, out, {room = 1, lease = tonumber(ARGV[12]), token = ARGV[13], gates = gates})
+end
+return out
 """
 )
 
@@ -248,21 +328,7 @@ CLAIM = (
     PRELUDE
     + """
 local lease, limit, token, scan = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local max_in_flight, circuit_off, held = {}, {}, {}
-local i = 7
-while ARGV[i] do
-  if gated then
-    max_in_flight[ARGV[i]] = tonumber(ARGV[i + 1])
-    circuit_off[ARGV[i]] = ARGV[i + 2] == '0'
-  else  -- partitioned: destinations whose gate turned jobs away, and until when
-    held[ARGV[i]] = tonumber(ARGV[i + 1])
-  end
-  i = i + 3
-end
-local function defer(id, due)
-  redis.call('HSET', jk(id), 'due_at', due)
-  redis.call('ZADD', p .. 'q:due', due, id)
-end
+local g = read_gates(7, #ARGV - 6)
 local expired = redis.call('ZRANGEBYSCORE', p .. 'q:inflight', '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(expired) do
   redis.call('ZREM', p .. 'q:inflight', id)
@@ -274,38 +340,7 @@ end
 local out, claimed = {}, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'q:due', '-inf', now, 'LIMIT', 0, scan)) do
   if claimed >= limit then break end
-  local k = jk(id)
-  local f = redis.call('HMGET', k, 'kind', 'payload', 'destination', 'event_id', 'created_at')
-  local go = true
-  if not f[1] then
-    redis.call('ZREM', p .. 'q:due', id)
-    go = false
-  elseif not gated and f[3] and held[f[3]] and held[f[3]] > now then
-    defer(id, held[f[3]])
-    go = false
-  elseif gated and f[3] and f[3] ~= '' then
-    local dest = f[3]
-    local dk = p .. 'dest:' .. dest
-    local running = num(redis.call('HGET', dk, 'inflight'), 0)
-    local wait = gate(dk, id, running, max_in_flight[dest], circuit_off[dest])
-    if wait > 0 then
-      defer(id, wait)
-      go = false
-    else
-      redis.call('HINCRBY', dk, 'inflight', 1)
-    end
-  end
-  if go then
-    redis.call('ZREM', p .. 'q:due', id)
-    redis.call('ZADD', p .. 'q:inflight', now + lease, id)
-    local attempts = redis.call('HINCRBY', k, 'attempts', 1)
-    set_state(id, 'running')
-    redis.call('HSET', k, 'lease', token, 'claimed_at', now)
-    for _, v in ipairs({id, f[1], f[2], attempts, f[3] or '', f[4] or '', f[5] or '0'}) do
-      out[#out + 1] = v
-    end
-    claimed = claimed + 1
-  end
+  if claim_one(id, out, lease, token, g) then claimed = claimed + 1 end
 end
 return out
 """
@@ -316,11 +351,15 @@ return out
 #       health (ok|fail|''), disable reason (''), breaker window ms, failure ratio,
 #       minimum attempts, open ms, circuit on (1) or off (0), number of spawned jobs,
 #       dead-letter retention s, what a finished dispatch found (JSON: canonical types,
-#       booking uid, email digest, the provider's event name; '' for none), then for each
-#       spawned job: id, kind, payload, due ms, destination, event id, ordering key,
-#       signature, job key (a job already under that key is replaced), then job keys to
-#       unschedule
-# Returns {1 or 0 (lease lost), the destination's new circuit state or ''}
+#       booking uid, email digest, the provider's event name; '' for none), how many jobs
+#       that become due now to hand over to the caller (0: none), their lease ms and
+#       lease token, the number of gate values that follow, the gates as CLAIM takes them,
+#       then for each spawned job: id, kind, payload, due ms, destination, event id,
+#       ordering key, signature, job key (a job already under that key is replaced), then
+#       job keys to unschedule
+# Returns {1 or 0 (lease lost), the destination's new circuit state or '', how many jobs
+# it made due now and left for a claim}, then the fields of the jobs handed over, as CLAIM
+# returns them: the job its ordering key let run next, then spawned jobs, in their order.
 FINISH = (
     PRELUDE
     + """
@@ -347,6 +386,7 @@ if attempt ~= '' then
   redis.call('LTRIM', k .. ':attempts', -100, -1)
 end
 local kind = redis.call('HGET', k, 'kind')
+local released, handed = nil, {}
 local dispatch = kind == 'dispatch'
 local event_id = redis.call('HGET', k, 'event_id')
 if kind == 'deliver' and outcome ~= 'release' then
@@ -366,7 +406,7 @@ if outcome == 'done' then
   local ttl = tonumber(extra)
   set_state(id, 'done', ttl)
   redis.call('HSET', k, 'lease', '', 'finished_at', now)
-  leave(id)
+  released = leave(id)
   forget_key(id)
   redis.call('EXPIRE', k, ttl)
   redis.call('EXPIRE', k .. ':attempts', ttl)
@@ -404,7 +444,7 @@ elseif outcome == 'dead' then
   set_state(id, 'dead', keep)  -- its indexes keep what the dead-letter retention keeps
   redis.call('HSET', k, 'lease', '', 'finished_at', now, 'reason', extra)
   redis.call('ZADD', p .. 'q:dead', now, id)
-  leave(id)
+  released = leave(id)
   forget_key(id)
   -- dead letters hold personal data: kept for the dead-letter retention, then gone
   redis.call('EXPIRE', k, keep)
@@ -420,7 +460,10 @@ else
   redis.call('HSET', k, 'lease', '', 'due_at', now)
   redis.call('ZADD', p .. 'q:due', now, id)
 end
-local i = 18
+local room, gate_values = tonumber(ARGV[18]), tonumber(ARGV[21])
+local hand = {room = room, lease = tonumber(ARGV[19]), token = ARGV[20],
+              gates = read_gates(22, gate_values)}
+local i = 22 + gate_values
 for _ = 1, tonumber(ARGV[15]) do
   local sid, key = ARGV[i], ARGV[i + 8]
   if key ~= '' then
@@ -431,7 +474,7 @@ for _ = 1, tonumber(ARGV[15]) do
              'created_at', now, 'destination', ARGV[i + 4], 'event_id', ARGV[i + 5],
              'key', key)
   own(sid, ARGV[i + 5])
-  enqueue(sid, tonumber(ARGV[i + 3]), ARGV[i + 6])
+  if enqueue(sid, tonumber(ARGV[i + 3]), ARGV[i + 6]) then handed[#handed + 1] = sid end
   if ARGV[i + 7] ~= '' then
     local sent = p .. 'event:' .. ARGV[i + 5] .. ':sent'
     redis.call('SADD', sent, ARGV[i + 7])
@@ -443,7 +486,13 @@ while ARGV[i] do
   unschedule(ARGV[i])
   i = i + 1
 end
-return {1, changed}
+local out, left = {1, changed, 0}, 0
+if released and hand_over(released, out, hand) then left = left + 1 end
+for _, sid in ipairs(handed) do
+  if hand_over(sid, out, hand) then left = left + 1 end
+end
+out[3] = left
+return out
 """
 )
 

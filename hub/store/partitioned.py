@@ -28,6 +28,7 @@ script runs in one slot. What this adds to ``RedisStore``:
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -37,6 +38,7 @@ from hub.errors import StoreError
 from hub.store import (
     Accepted,
     DestinationState,
+    Handoff,
     InboundEvent,
     Job,
     JobInfo,
@@ -131,6 +133,7 @@ class PartitionedStore(RedisStore):
         *,
         partition_key: str | None = None,
         linked_keys: Sequence[str] = (),
+        handoff: Handoff | None = None,
     ) -> Accepted:
         key = partition_key or order_key or f"{source}:{dedup_key}"
         index = partition_of(key, self.partitions)
@@ -143,11 +146,12 @@ class PartitionedStore(RedisStore):
             route_key = ""
         args = (source, dedup_key, body, received_at, event_id, dispatch_job_id, order_key)
         window = dedup_window
+        token = secrets.token_hex(12)
         for _ in range(2):
             with scope(index):
-                result = await self._accept_here(*args, window, route_key)
-            if int(result[1]) != 2:
-                return Accepted(id=_text(result[0]) or event_id, duplicate=bool(int(result[1])))
+                result = await self._accept_here(*args, window, route_key, handoff, token)
+                if int(result[1]) != 2:
+                    return await self._accepted(result, event_id, received_at, token)
             routed = self._index.get(_text(result[2]) or "")
             if routed is None:
                 raise StoreError(f"the route of {key!r} names an unknown partition")
@@ -265,6 +269,11 @@ class PartitionedStore(RedisStore):
     ) -> Recorded:
         with scope(job.partition):
             recorded = await super()._finish_job(job, outcome, now, attempt, extra, **options)
+        if recorded.jobs:  # handed over in the job's partition: its deliveries' gates next
+            lease = options["handoff"].lease
+            recorded = replace(
+                recorded, jobs=tuple(await self._pass_gates(list(recorded.jobs), now, lease))
+            )
         if not job.destination:
             return recorded
         policy = self.endpoints.get(job.destination, _NO_POLICY)
@@ -286,7 +295,7 @@ class PartitionedStore(RedisStore):
                 ]
             )
         )
-        return Recorded(kept, _text(changed) or None)
+        return Recorded(kept, _text(changed) or None, recorded.jobs, recorded.left)
 
     async def enqueue(self, jobs: list[NewJob], now: float) -> int:
         if current() is not None:

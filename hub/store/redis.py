@@ -29,6 +29,7 @@ from hub.store import (
     Attempt,
     DestinationState,
     EndpointPolicy,
+    Handoff,
     Health,
     InboundEvent,
     Job,
@@ -296,7 +297,9 @@ class RedisStore(RedisReading):
         *,
         partition_key: str | None = None,
         linked_keys: Sequence[str] = (),
+        handoff: Handoff | None = None,
     ) -> Accepted:
+        token = secrets.token_hex(12)
         result = await self._accept_here(
             source,
             dedup_key,
@@ -307,8 +310,20 @@ class RedisStore(RedisReading):
             order_key,
             dedup_window,
             "",
+            handoff,
+            token,
         )
-        return Accepted(id=_text(result[0]) or event_id, duplicate=bool(int(result[1])))
+        return await self._accepted(result, event_id, received_at, token)
+
+    async def _accepted(self, result: list[Any], event_id: str, now: float, token: str) -> Accepted:
+        """ACCEPT's answer (not a route elsewhere): the event's id, and the dispatch job if
+        it was handed over."""
+        jobs = await self._jobs_from(result[2:], token, now)
+        return Accepted(
+            id=_text(result[0]) or event_id,
+            duplicate=bool(int(result[1])),
+            job=jobs[0] if jobs else None,
+        )
 
     async def _accept_here(
         self,
@@ -321,6 +336,8 @@ class RedisStore(RedisReading):
         order_key: str | None,
         dedup_window: float | None,
         route_key: str,
+        handoff: Handoff | None = None,
+        token: str = "",
     ) -> list[Any]:
         """ACCEPT in the partition in scope; its raw answer."""
         return await self._call(
@@ -337,6 +354,8 @@ class RedisStore(RedisReading):
                     self._payload({"event_id": event_id}),
                     order_key or "",
                     route_key,
+                    _ms(handoff.lease) if handoff and handoff.room > 0 else "",
+                    token,
                 ]
             )
         )
@@ -369,6 +388,10 @@ class RedisStore(RedisReading):
                 ]
             )
         )
+        return await self._jobs_from(flat, token, now)
+
+    async def _jobs_from(self, flat: list[Any], token: str, now: float) -> list[Job]:
+        """The jobs a script claimed, from its flat answer (seven fields each)."""
         jobs = []
         for i in range(0, len(flat), 7):
             job_id, kind, payload, attempts, destination, event_id, created = flat[i : i + 7]
@@ -409,8 +432,12 @@ class RedisStore(RedisReading):
         disable: str | None = None,
         unschedule: list[str] | None = None,
         note: EventNote | None = None,
+        handoff: Handoff | None = None,
     ) -> Recorded:
         policy = self.endpoints.get(job.destination or "", _NO_POLICY)
+        room = handoff.room if handoff else 0
+        token = secrets.token_hex(12) if room > 0 else ""
+        gates = self._claim_gates(now) if room > 0 else []
         args: list[Any] = [
             self.keys.prefix,
             _ms(now),
@@ -429,6 +456,11 @@ class RedisStore(RedisReading):
             len(spawn or ()),
             self.dead_letter_retention,
             self._note(note),
+            room,
+            _ms(handoff.lease) if room > 0 else 0,
+            token,
+            len(gates),
+            *gates,
         ]
         for new in spawn or ():
             args += [
@@ -443,8 +475,10 @@ class RedisStore(RedisReading):
                 new.key or "",
             ]
         args += unschedule or []
-        kept, changed = await self._call(self._finishes.submit(args))
-        return Recorded(bool(kept), _text(changed) or None)
+        kept, changed, *rest = await self._call(self._finishes.submit(args))
+        left, handed = (int(rest[0]), rest[1:]) if rest else (0, [])
+        jobs = await self._jobs_from(handed, token, now) if handed else []
+        return Recorded(bool(kept), _text(changed) or None, tuple(jobs), left)
 
     def _note(self, note: EventNote | None) -> bytes | str:
         if note is None:
@@ -467,6 +501,7 @@ class RedisStore(RedisReading):
         health: Health | None = None,
         unschedule: list[str] | None = None,
         note: EventNote | None = None,
+        handoff: Handoff | None = None,
     ) -> Recorded:
         return await self._finish_job(
             job,
@@ -478,6 +513,7 @@ class RedisStore(RedisReading):
             health=health,
             unschedule=unschedule,
             note=note,
+            handoff=handoff,
         )
 
     async def retry(
