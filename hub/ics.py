@@ -37,16 +37,23 @@ _PARAM |= {ord(c): "^n" for c in _BREAKS} | dict.fromkeys(map(ord, _CONTROLS))
 # A URI (an attendee's mailto:) takes no escapes: what cannot stand in one is %-encoded.
 _URI_UNSAFE = re.compile(f'[\\s"<>\\\\^`{{|}}{re.escape(_BREAKS + _CONTROLS)}]')
 _CRLF_BEFORE_CR = re.compile(r"\r\n?")
+# Whether a value holds anything its table changes (most hold nothing: kept as they are).
+_TEXT_CHANGES = re.compile(f"[{re.escape(''.join(map(chr, _TEXT)))}]")
+_PARAM_CHANGES = re.compile(f"[{re.escape(''.join(map(chr, _PARAM)))}]")
 
 
 def _text(value: str) -> str:
     """A TEXT value (RFC 5545 3.3.11): backslash, semicolon, comma and line breaks
     escaped; a CRLF is one line break."""
+    if _TEXT_CHANGES.search(value) is None:
+        return value
     return _CRLF_BEFORE_CR.sub("\n", value).translate(_TEXT)
 
 
 def _param(value: str) -> str:
     """A quoted parameter value (RFC 5545 3.2, RFC 6868)."""
+    if _PARAM_CHANGES.search(value) is None:
+        return f'"{value}"'
     return '"' + _CRLF_BEFORE_CR.sub("\n", value).translate(_PARAM) + '"'
 
 
@@ -56,15 +63,13 @@ def _uri(value: str) -> str:
 
 def _utc(moment: datetime) -> str:
     m = moment.astimezone(UTC)
-    return f"{m.year:04d}{m.month:02d}{m.day:02d}T{m.hour:02d}{m.minute:02d}{m.second:02d}Z"
+    day, time = m.year * 10000 + m.month * 100 + m.day, m.hour * 10000 + m.minute * 100 + m.second
+    return f"{day:08d}T{time:06d}Z"  # 20261203T093000Z
 
 
-def _fold(line: str) -> bytes:
-    """One content line, CRLF-terminated, folded into lines of at most 75 octets (the
-    leading space of a continuation counts), never inside a UTF-8 sequence."""
-    data = line.encode()
-    if len(data) <= LINE_OCTETS:
-        return data + b"\r\n"
+def _fold(data: bytes) -> bytes:
+    """One encoded content line longer than 75 octets, folded into lines of at most 75
+    octets (the leading space of a continuation counts), never inside a UTF-8 sequence."""
     parts = []
     start, width = 0, LINE_OCTETS
     while len(data) - start > width:
@@ -74,7 +79,7 @@ def _fold(line: str) -> bytes:
         parts.append(data[start:cut])
         start, width = cut, LINE_OCTETS - 1
     parts.append(data[start:])
-    return b"\r\n ".join(parts) + b"\r\n"
+    return b"\r\n ".join(parts)
 
 
 def _address(name: str, person: Person, role: str, *, rsvp: bool) -> str:
@@ -143,7 +148,9 @@ def invitation(
         "END:VEVENT",
         "END:VCALENDAR",
     ]
-    return b"".join(map(_fold, lines))
+    # each line CRLF-terminated; the few longer than 75 octets folded
+    folded = [d if len(d) <= LINE_OCTETS else _fold(d) for d in map(str.encode, lines)]
+    return b"\r\n".join(folded) + b"\r\n"
 
 
 class IcsLinks:
