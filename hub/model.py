@@ -8,6 +8,7 @@ JSON Schema is generated from these models into ``schemas/booking-event.json``
 from __future__ import annotations
 
 import functools
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -59,12 +60,17 @@ NOTIFICATION_TYPES = (
 
 # Namespace of the stable UUIDs derived from provider identifiers (booking uid, people).
 HUB_NAMESPACE = uuid.UUID("5b0c7a8e-3f43-4c1e-9a57-3f2f1d7f6b10")
+_NAMESPACE_BYTES = HUB_NAMESPACE.bytes
+# The first hex digit of the UUID's variant octet (RFC 4122: 10xx) for each it replaces.
+_VARIANT = {f"{n:x}": f"{n & 0x3 | 0x8:x}" for n in range(16)}
 
 
 @functools.lru_cache(maxsize=4096)  # a message names its client and host: often the same
 def booking_uuid(key: str) -> str:
-    """A UUID that is the same every time for the same provider identifier."""
-    return str(uuid.uuid5(HUB_NAMESPACE, key))
+    """A UUID that is the same every time for the same provider identifier: the text of
+    ``uuid.uuid5(HUB_NAMESPACE, key)``, written straight from the SHA-1 digest."""
+    h = hashlib.sha1(_NAMESPACE_BYTES + bytes(key, "utf-8")).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 class _Model(BaseModel):
