@@ -23,13 +23,8 @@ from hub import hookimpl
 from hub.connector import NormalizeContext, SourceConfig, SourceConnector
 from hub.errors import NormalizeError, SignatureError
 from hub.model import (
-    Answer,
     Booking,
     BookingEvent,
-    Cancellation,
-    Location,
-    Meeting,
-    Person,
     booking_uuid,
 )
 from hub.secrets import Credential, SigningKey
@@ -257,11 +252,7 @@ class Calendly(SourceConnector):
         return {"uri": uri, **resource}
 
     def booking(self, invitee: Mapping[str, Any], booking_id: str) -> Booking:
-        booking = booking_from_invitee(invitee, booking_id)
-        if booking.host is not None and booking.host.time_zone is None:
-            host = booking.host.model_copy(update={"time_zone": self.config.host_time_zone})
-            booking = booking.model_copy(update={"host": host})
-        return booking
+        return booking_from_invitee(invitee, booking_id, host_time_zone=self.config.host_time_zone)
 
 
 def _invitee_link(payload: dict[str, Any], name: str) -> str | None:
@@ -270,21 +261,29 @@ def _invitee_link(payload: dict[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _person_from_membership(member: Mapping[str, Any]) -> Person:
+def _person_from_membership(
+    member: Mapping[str, Any], time_zone: str | None = None
+) -> dict[str, Any]:
     name = member.get("user_name")
     first, _, last = (name or "").partition(" ")
-    return Person(
-        id=member.get("user"),
-        name=name,
-        first_name=first or None,
-        last_name=last or None,
-        email=member.get("user_email"),
-    )
+    return {
+        "id": member.get("user"),
+        "name": name,
+        "first_name": first or None,
+        "last_name": last or None,
+        "email": member.get("user_email"),
+        "time_zone": time_zone,
+    }
 
 
-def booking_from_invitee(invitee: Mapping[str, Any], booking_id: str | None = None) -> Booking:
+def booking_from_invitee(
+    invitee: Mapping[str, Any], booking_id: str | None = None, *, host_time_zone: str | None = None
+) -> Booking:
     """A canonical booking from a Calendly Invitee resource. ``booking_id`` is the stable id
-    of the booking it is a version of (by default the invitee's own URI)."""
+    of the booking it is a version of (by default the invitee's own URI); ``host_time_zone``
+    is the host's, which Calendly does not send.
+
+    The booking is validated once, as a whole: what Calendly sent is checked there."""
     event = invitee["scheduled_event"]
     memberships = event.get("event_memberships") or []
     where = event.get("location") or None
@@ -295,49 +294,57 @@ def booking_from_invitee(invitee: Mapping[str, Any], booking_id: str | None = No
         "reschedule": invitee.get("reschedule_url"),
     }
     booking_id = booking_id or invitee["uri"]
-    return Booking(
-        id=booking_id,
-        uid=booking_uuid(booking_id),
-        provider_ref=invitee["uri"],
-        status="cancelled" if invitee["status"] == "canceled" else "active",
-        meeting=Meeting(id=event.get("event_type"), name=event.get("name")),
-        start=event["start_time"],
-        end=event["end_time"],
-        time_zone=invitee.get("timezone"),
-        location=Location(
-            type=where.get("type"),
-            value=where.get("join_url") or where.get("location"),
-            details=where.get("additional_info"),
-        )
-        if where
-        else None,
-        client=Person(
-            id=invitee["uri"],
-            name=invitee.get("name")
-            or " ".join(n for n in (invitee.get("first_name"), invitee.get("last_name")) if n)
-            or None,
-            first_name=invitee.get("first_name"),
-            last_name=invitee.get("last_name"),
-            email=invitee["email"],
-            time_zone=invitee.get("timezone"),
-            phone=invitee.get("text_reminder_number"),
-        ),
-        host=_person_from_membership(memberships[0]) if memberships else None,
-        guests=[Person(email=g["email"]) for g in event.get("event_guests") or []],
-        answers=[
-            Answer(question=qa["question"], answer=qa.get("answer"), position=qa.get("position"))
-            for qa in invitee.get("questions_and_answers") or []
-        ],
-        cancellation=Cancellation(
-            reason=cancellation.get("reason"),
-            by=cancellation.get("canceled_by"),
-            canceler_type=cancellation.get("canceler_type"),
-            at=cancellation.get("created_at"),
-        )
-        if cancellation
-        else None,
-        urls={k: v for k, v in urls.items() if v},
-        notes=event.get("meeting_notes_plain"),
+    return Booking.model_validate(
+        {
+            "id": booking_id,
+            "uid": booking_uuid(booking_id),
+            "provider_ref": invitee["uri"],
+            "status": "cancelled" if invitee["status"] == "canceled" else "active",
+            "meeting": {"id": event.get("event_type"), "name": event.get("name")},
+            "start": event["start_time"],
+            "end": event["end_time"],
+            "time_zone": invitee.get("timezone"),
+            "location": {
+                "type": where.get("type"),
+                "value": where.get("join_url") or where.get("location"),
+                "details": where.get("additional_info"),
+            }
+            if where
+            else None,
+            "client": {
+                "id": invitee["uri"],
+                "name": invitee.get("name")
+                or " ".join(n for n in (invitee.get("first_name"), invitee.get("last_name")) if n)
+                or None,
+                "first_name": invitee.get("first_name"),
+                "last_name": invitee.get("last_name"),
+                "email": invitee["email"],
+                "time_zone": invitee.get("timezone"),
+                "phone": invitee.get("text_reminder_number"),
+            },
+            "host": _person_from_membership(memberships[0], host_time_zone)
+            if memberships
+            else None,
+            "guests": [{"email": g["email"]} for g in event.get("event_guests") or []],
+            "answers": [
+                {
+                    "question": qa["question"],
+                    "answer": qa.get("answer"),
+                    "position": qa.get("position"),
+                }
+                for qa in invitee.get("questions_and_answers") or []
+            ],
+            "cancellation": {
+                "reason": cancellation.get("reason"),
+                "by": cancellation.get("canceled_by"),
+                "canceler_type": cancellation.get("canceler_type"),
+                "at": cancellation.get("created_at"),
+            }
+            if cancellation
+            else None,
+            "urls": {k: v for k, v in urls.items() if v},
+            "notes": event.get("meeting_notes_plain"),
+        }
     )
 
 
