@@ -37,7 +37,7 @@ from hub.model import (
 )
 from hub.store import Paired, StoredBooking
 from tests.conftest import fixture_json
-from tests.test_scheduling import NEW, booking, post, reschedule
+from tests.test_scheduling import NEW, OLD, booking, post, reschedule
 
 PINNED = Path(__file__).parent / "fixtures" / "pinned"
 WRITE = os.environ.get("HUB_PIN") == "write"
@@ -125,12 +125,14 @@ async def test_a_booking_confirmed_moved_reminded_and_cancelled(start_hub) -> No
             texts[f"{key} body"], texts[f"{key} ics"] = _split(request.body)
             texts[f"{key} stored event"] = orjson.dumps(job.payload["event"]).decode()
             texts[f"{key} message"] = orjson.dumps(job.payload["message"]).decode()
+        kept = await hub.store.get_booking(booking_uuid(OLD))
+        texts[f"{label} booking kept"] = f"{kept.sequence} {orjson.dumps(kept.snapshot).decode()}"
 
     await post(hub, booking())
     await step("1 created")
     canceled, created = reschedule()
     await post(hub, canceled)
-    await step("2 rescheduled")  # the cancelled half waits for its partner
+    await step("2 half")  # the cancelled half waits for its partner
     await post(hub, created)
     await step("2 rescheduled")
     hub.clock.advance(
@@ -141,7 +143,7 @@ async def test_a_booking_confirmed_moved_reminded_and_cancelled(start_hub) -> No
     cancellation["payload"]["uri"] = NEW
     await post(hub, json.dumps(cancellation).encode())
     await step("4 cancelled")
-    assert len(texts) == 8 * 4  # 3 + 2 + 1 + 2 messages
+    assert len(texts) == 8 * 4 + 5  # 3 + 2 + 1 + 2 messages, and the booking after each step
     _check("calendly_through_the_hub", _stable_ids(texts))
 
 
