@@ -8,7 +8,7 @@ sends as two webhooks (Calendly's reschedule).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from hub.ids import new_id
 from hub.model import Booking, BookingEvent
@@ -64,21 +64,22 @@ class Bookings:
         return result.status, partner
 
 
-async def record(store: Store, event: BookingEvent, now: float) -> tuple[BookingEvent, bool]:
-    """Keep the booking's new state. The event comes back with the booking's sequence, and
-    whether it is stale (older than the state: a replayed past event, which changes
-    nothing)."""
+async def record(
+    store: Store, event: BookingEvent, now: float, snapshot: dict[str, Any] | None = None
+) -> tuple[int, bool]:
+    """Keep the booking's new state: ``snapshot``, the booking as JSON (made from the event
+    if not given). Returns the booking's sequence as of this event, and whether the event is
+    stale (older than the state: a replayed past event, which changes nothing)."""
     booking = event.booking
     refs = [ref for ref in (booking.provider_ref, booking.id) if ref]
     if event.original is not None and event.original.provider_ref:
         refs.append(event.original.provider_ref)
-    sequence, stale = await store.record_booking(
+    return await store.record_booking(
         booking.uid,
         event.id,
-        booking.model_dump(mode="json"),
+        booking.model_dump(mode="json") if snapshot is None else snapshot,
         event.type in ("booking_rescheduled", "booking_cancelled"),
         refs,
         now,
         event.occurred_at.timestamp(),
     )
-    return event.with_booking(sequence=sequence), stale

@@ -528,15 +528,25 @@ class Worker:
             skip = await self._sent(job)
         plan = _Plan()
         for event in events:
+            data: dict[str, Any] | None = None  # the event as JSON, made once for its jobs
+            changes: dict[str, Any] = {}  # to its booking, made in one copy
+            stale = True
             if record and event.booking is not None:
-                event, stale = await bookings.record(self.store, event, now)
-                if not stale:  # a replayed past event must not move today's triggers
-                    self._schedule_triggers(event, job, now, plan)
+                # one dump: its booking part is the state kept, the whole the jobs' event
+                data = event.to_json()
+                changes["sequence"], stale = await bookings.record(
+                    self.store, event, now, data["booking"]
+                )
             if event.booking is not None and self.ics_links is not None:
                 link = self.ics_links.url(event.booking.uid)
                 if link:
-                    event = event.with_booking(urls={**event.booking.urls, "ics": link})
-            data: dict[str, Any] | None = None  # the event as JSON, made once for its jobs
+                    changes["urls"] = {**event.booking.urls, "ics": link}
+            if changes:
+                event = event.with_booking(**changes)
+                if data is not None:  # the same changes, to the JSON (plain values as they are)
+                    data = {**data, "booking": {**data["booking"], **changes}}
+            if not stale:  # a replayed past event must not move today's triggers
+                self._schedule_triggers(event, job, now, plan)
             for route, action in self.router.match(event, only=only):
                 destination = self.destinations[action.to]
                 for message in destination.plan(event, action):
