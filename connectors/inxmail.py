@@ -162,10 +162,13 @@ class Inxmail(DestinationConnector):
         return None
 
     def plan(self, event: BookingEvent, action: InxmailAction) -> list[dict[str, Any]]:  # type: ignore[override]
-        templates = action.model_dump(include={"to", "title", "description"}, exclude_none=True)
         message: dict[str, Any] = {}
-        if len(templates) > 1:  # the action's templates travel with the message
-            message["action"] = {k: getattr(v, "source", v) for k, v in templates.items()}
+        if action.title is not None or action.description is not None:
+            # the action's templates travel with the message
+            message["action"] = {"to": action.to}
+            for key, template in (("title", action.title), ("description", action.description)):
+                if template is not None:
+                    message["action"][key] = template.source
         return [{"event": name, **message} for name in action.events(event.type)]
 
     async def deliver(self, delivery: Delivery) -> DeliveryResult:
