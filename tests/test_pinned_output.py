@@ -359,26 +359,36 @@ async def test_every_calenso_event_for_edge_bookings(monkeypatch) -> None:
     _check("calenso_events", texts)
 
 
+CUSTOMER = {"event": inxmail.CUSTOMER}
+
+
 @pytest.mark.parametrize(
-    "broken",
+    ("broken", "message", "refusal"),
     [
-        {"booking": {"id": ["not", "one"]}},
-        {"booking": None},
-        {"occurred_at": "2026-11-20T09:00:00"},
-        {"type": "booking_confirmed", "extra": 1},
+        ({"booking": {"id": ["not", "one"]}}, CUSTOMER, inxmail.PermanentDelivery),
+        ({"booking": None}, CUSTOMER, inxmail.PermanentDelivery),
+        ({"occurred_at": "2026-11-20T09:00:00"}, CUSTOMER, inxmail.PermanentDelivery),
+        ({"extra": 1}, CUSTOMER, inxmail.PermanentDelivery),
+        ({}, {**CUSTOMER, "action": None}, ValueError),
+        ({}, {**CUSTOMER, "action": {"to": ["x"]}}, ValueError),
+        ({}, {**CUSTOMER, "action": {"to": "", "title": "{{ client.name"}}, ValueError),
+        ({}, {**CUSTOMER, "action": {"to": "", "title": "{{ nobody.name }}"}}, ValueError),
+        ({}, {**CUSTOMER, "action": {"to": "", "title": 1}}, ValueError),
+        ({}, {**CUSTOMER, "action": {"to": "", "bcc": "x@evil.example"}}, ValueError),
     ],
 )
-async def test_a_stored_event_that_is_no_event_is_refused(broken) -> None:
+async def test_a_stored_event_or_action_that_does_not_parse_is_refused(
+    broken, message, refusal
+) -> None:
     data = orjson.loads(orjson.dumps(_events()["plain"].to_json())) | broken
-    with pytest.raises((ValueError, inxmail.PermanentDelivery)):
-        config = inxmail.InxmailConfig(
-            connector="inxmail", api_url="https://a.example/v1", api_id="id", api_secret="s"
-        )
-        destination = inxmail.Inxmail(
-            "inxmail",
-            config,
-            ConnectorContext(http=None, clock=ManualClock(NOW)),  # type: ignore[arg-type]
-        )
-        await destination.deliver(
-            Delivery("job_1", 1, "r", data, {"event": "calenso.booking.inform-customer"})
-        )
+    config = inxmail.InxmailConfig(
+        connector="inxmail", api_url="https://a.example/v1", api_id="id", api_secret="s"
+    )
+    destination = inxmail.Inxmail(
+        "inxmail",
+        config,
+        ConnectorContext(http=None, clock=ManualClock(NOW)),  # type: ignore[arg-type]
+    )
+    for _ in range(2):  # and again: a refusal is not remembered as a success
+        with pytest.raises(refusal):
+            await destination.deliver(Delivery("job_1", 1, "r", data, message))
