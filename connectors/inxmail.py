@@ -9,6 +9,7 @@ stable across retries (Inxmail de-duplicates on it; if a space ignores it, nothi
 from __future__ import annotations
 
 import base64
+import functools
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -182,7 +183,7 @@ class Inxmail(DestinationConnector):
                 f"the Inxmail API secret of {self.destination!r} expired on "
                 f"{config.secret_expires.isoformat()}; set a new one in hub.yaml"
             )
-        action = InxmailAction.model_validate(delivery.message.get("action", {"to": ""}))
+        action = _stored_action(delivery.message.get("action", {"to": ""}))
         try:
             body = build_event(
                 delivery.message["event"], delivery.event, config, delivery.id, now, action
@@ -198,6 +199,22 @@ class Inxmail(DestinationConnector):
             headers={"Authorization": self._authorization},
             deny_private_networks=config.deny_private_networks,
         )
+
+
+def _stored_action(stored: Any) -> InxmailAction:
+    """The action a message carries, its templates compiled: once per distinct action, as
+    compiling (and trying) a template costs far more than the message it fills."""
+    key = tuple(stored.items()) if isinstance(stored, dict) else None
+    try:
+        hash(key)
+    except TypeError:  # not plain values: validated (and refused) on its own
+        key = None
+    return InxmailAction.model_validate(stored) if key is None else _compiled_action(key)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_action(items: tuple[tuple[str, Any], ...]) -> InxmailAction:
+    return InxmailAction.model_validate(dict(items))
 
 
 def _names(person: Person) -> tuple[str | None, str | None]:
