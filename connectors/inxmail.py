@@ -13,6 +13,7 @@ import functools
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
 from pydantic import AnyHttpUrl, ConfigDict, Field, field_validator
 
 from hub import hookimpl
@@ -184,9 +185,10 @@ class Inxmail(DestinationConnector):
                 f"{config.secret_expires.isoformat()}; set a new one in hub.yaml"
             )
         action = _stored_action(delivery.message.get("action", {"to": ""}))
+        event, memo = _stored_event(delivery)
         try:
             body = build_event(
-                delivery.message["event"], delivery.event, config, delivery.id, now, action
+                delivery.message["event"], event, config, delivery.id, now, action, memo=memo
             )
         except TemplateFailed as error:
             # the booking lacks what a template uses: fix the template, then replay
@@ -276,13 +278,45 @@ def _appointment(
     }
 
 
-def _ics_attachment(booking: Booking, stamp: datetime) -> dict[str, str]:
-    ics = invitation(booking, stamp=stamp, sequence=booking.sequence)
-    return {
-        "filename": "Termin.ics",
-        "content-type": "text/calendar",
-        "content": base64.b64encode(ics).decode(),
-    }
+# The latest events delivered, by the bytes of their stored JSON: validated, with what
+# their messages share (Termin.ics). An event's messages (customer, partner, …) come from
+# one stored event and are mostly sent one after the other.
+_LATEST: dict[bytes, tuple[BookingEvent, dict[str, Any]]] = {}
+_LATEST_KEPT = 64
+_PLAIN_JSON = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def _stored_event(delivery: Delivery) -> tuple[BookingEvent, dict[str, Any]]:
+    """The delivery's event, validated once for all the deliveries of the same stored bytes
+    (the same bytes, the same event), and its memo. An event stored with other than plain
+    JSON values is validated on its own."""
+    try:
+        key = orjson.dumps(delivery.data, option=_PLAIN_JSON)
+    except TypeError:
+        return delivery.event, {}
+    latest = _LATEST.get(key)
+    if latest is None:
+        latest = delivery.event, {}  # refused here as ever if it does not parse
+        if len(_LATEST) >= _LATEST_KEPT:
+            del _LATEST[next(iter(_LATEST))]
+        _LATEST[key] = latest
+    return latest
+
+
+def _ics_attachment(
+    booking: Booking, stamp: datetime, memo: dict[str, Any] | None = None
+) -> dict[str, str]:
+    content = memo.get("ics") if memo is not None else None
+    if content is None:
+        ics = invitation(booking, stamp=stamp, sequence=booking.sequence)
+        content = base64.b64encode(ics).decode()
+        if memo is not None:
+            memo["ics"] = content
+    return {"filename": "Termin.ics", "content-type": "text/calendar", "content": content}
 
 
 def build_event(
@@ -292,8 +326,11 @@ def build_event(
     transaction_id: str,
     now: float,
     action: InxmailAction | None = None,
+    *,
+    memo: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of one Calenso event about ``event``."""
+    """The body of one Calenso event about ``event``. ``memo`` keeps what the event's other
+    messages share (its invitation), for them to take rather than make again."""
     booking = event.booking
     if booking is None:
         raise PermanentDelivery(f"{name} needs a booking, and the {event.type} event has none")
@@ -318,7 +355,7 @@ def build_event(
     body: dict[str, Any] = {"event": name, "transactionId": transaction_id, "payload": payload}
     if name in WITH_ATTACHMENT:
         # DTSTAMP: when this version of the booking came to be
-        body["attachments"] = [_ics_attachment(booking, event.occurred_at)]
+        body["attachments"] = [_ics_attachment(booking, event.occurred_at, memo)]
     return body
 
 

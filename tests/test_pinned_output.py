@@ -25,6 +25,7 @@ from connectors.calendly import Calendly, CalendlyConfig
 from hub.bookings import Bookings
 from hub.clock import ManualClock
 from hub.connector import ConnectorContext, Delivery, DeliveryResult, NormalizeContext
+from hub.ics import invitation
 from hub.model import (
     Answer,
     Booking,
@@ -392,3 +393,37 @@ async def test_a_stored_event_or_action_that_does_not_parse_is_refused(
     for _ in range(2):  # and again: a refusal is not remembered as a success
         with pytest.raises(refusal):
             await destination.deliver(Delivery("job_1", 1, "r", data, message))
+
+
+async def test_each_message_carries_the_invitation_of_its_own_booking(monkeypatch) -> None:
+    """Messages whose stored booking is the same share one invitation; any other byte of the
+    booking or its time makes another."""
+    sent: list[bytes] = []
+
+    async def post_json(session, url, body, **kwargs):
+        sent.append(orjson.dumps(body))
+        return DeliveryResult(status=202)
+
+    monkeypatch.setattr(inxmail, "post_json", post_json)
+    config = inxmail.InxmailConfig(
+        connector="inxmail", api_url="https://a.example/v1", api_id="id", api_secret="s"
+    )
+    destination = inxmail.Inxmail(
+        "inxmail",
+        config,
+        ConnectorContext(http=None, clock=ManualClock(NOW)),  # type: ignore[arg-type]
+    )
+    plain = _events()["plain"]
+    versions = [
+        plain,
+        plain,
+        plain.with_booking(sequence=1),
+        plain.with_booking(notes="Other notes"),
+        plain.model_copy(update={"occurred_at": plain.occurred_at + timedelta(seconds=1)}),
+        plain,
+    ]
+    for event in versions:
+        for data in (orjson.loads(orjson.dumps(event.to_json())), event.model_dump()):
+            await destination.deliver(Delivery("job_1", 1, "r", data, CUSTOMER))
+            expected = invitation(event.booking, stamp=event.occurred_at)
+            assert _split(sent[-1])[1] == expected.decode()
