@@ -29,9 +29,7 @@ class Bookings:
         stored = await self._store.booking_by_ref(ref)
         if stored is None:
             return None
-        return Booking.model_validate(stored.snapshot).model_copy(
-            update={"sequence": stored.sequence}
-        )
+        return Booking.model_validate({**stored.snapshot, "sequence": stored.sequence})
 
     async def pair(
         self,
