@@ -1,10 +1,10 @@
 """Pinned bytes: what the hub makes of Calendly webhooks, byte for byte.
 
-The canonical events a webhook becomes (as stored for their deliveries), the Inxmail
-bodies sent for them and the Termin.ics inside are compared with files under
-``fixtures/pinned/``. A change that alters one byte of them fails here; when the change is
-meant, regenerate with ``HUB_PIN=write pytest tests/test_pinned_output.py`` and review the
-diff.
+The canonical events a webhook becomes (as stored for their deliveries), the state of the
+booking kept, the Inxmail bodies sent for them and the Termin.ics inside are compared with
+files under ``fixtures/pinned/``. A change that alters one byte of them fails here; when
+the change is meant, regenerate with ``HUB_PIN=write pytest tests/test_pinned_output.py``
+and review the diff.
 """
 
 from __future__ import annotations
@@ -316,7 +316,9 @@ def timezone_of(hours: float) -> timezone:
     return timezone(timedelta(hours=hours))
 
 
-async def test_every_calenso_event_for_edge_bookings(monkeypatch) -> None:
+@pytest.fixture
+def outbox(monkeypatch) -> tuple[inxmail.Inxmail, list[bytes]]:
+    """An Inxmail destination, and the bodies it sends, as bytes, kept instead of sent."""
     sent: list[bytes] = []
 
     async def post_json(session, url, body, **kwargs):
@@ -330,11 +332,12 @@ async def test_every_calenso_event_for_edge_bookings(monkeypatch) -> None:
         api_id="id",
         api_secret="secret",
     )
-    destination = inxmail.Inxmail(
-        "inxmail",
-        config,
-        ConnectorContext(http=None, clock=ManualClock(NOW)),  # type: ignore[arg-type]
-    )
+    context = ConnectorContext(http=None, clock=ManualClock(NOW))  # type: ignore[arg-type]
+    return inxmail.Inxmail("inxmail", config, context), sent
+
+
+async def test_every_calenso_event_for_edge_bookings(outbox) -> None:
+    destination, sent = outbox
     templated = {
         "to": "inxmail",
         "title": "{{ client.name }} / {{ host.starts_at }}",
@@ -379,40 +382,19 @@ CUSTOMER = {"event": inxmail.CUSTOMER}
     ],
 )
 async def test_a_stored_event_or_action_that_does_not_parse_is_refused(
-    broken, message, refusal
+    outbox, broken, message, refusal
 ) -> None:
     data = orjson.loads(orjson.dumps(_events()["plain"].to_json())) | broken
-    config = inxmail.InxmailConfig(
-        connector="inxmail", api_url="https://a.example/v1", api_id="id", api_secret="s"
-    )
-    destination = inxmail.Inxmail(
-        "inxmail",
-        config,
-        ConnectorContext(http=None, clock=ManualClock(NOW)),  # type: ignore[arg-type]
-    )
+    destination, _ = outbox
     for _ in range(2):  # and again: a refusal is not remembered as a success
         with pytest.raises(refusal):
             await destination.deliver(Delivery("job_1", 1, "r", data, message))
 
 
-async def test_each_message_carries_the_invitation_of_its_own_booking(monkeypatch) -> None:
+async def test_each_message_carries_the_invitation_of_its_own_booking(outbox) -> None:
     """Messages whose stored booking is the same share one invitation; any other byte of the
     booking or its time makes another."""
-    sent: list[bytes] = []
-
-    async def post_json(session, url, body, **kwargs):
-        sent.append(orjson.dumps(body))
-        return DeliveryResult(status=202)
-
-    monkeypatch.setattr(inxmail, "post_json", post_json)
-    config = inxmail.InxmailConfig(
-        connector="inxmail", api_url="https://a.example/v1", api_id="id", api_secret="s"
-    )
-    destination = inxmail.Inxmail(
-        "inxmail",
-        config,
-        ConnectorContext(http=None, clock=ManualClock(NOW)),  # type: ignore[arg-type]
-    )
+    destination, sent = outbox
     plain = _events()["plain"]
     versions = [
         plain,
