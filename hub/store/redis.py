@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -393,22 +392,25 @@ class RedisStore(RedisReading):
     async def _jobs_from(self, flat: list[Any], token: str, now: float) -> list[Job]:
         """The jobs a script claimed, from its flat answer (seven fields each)."""
         jobs = []
+        partition = current_partition() or 0
         for i in range(0, len(flat), 7):
             job_id, kind, payload, attempts, destination, event_id, created = flat[i : i + 7]
+            try:
+                data, error = orjson.loads(self._open(payload)), None
+            except (StoreError, ValueError) as failure:
+                data, error = {}, failure
             job = Job(
                 id=job_id.decode(),
                 kind=kind.decode(),
-                payload={},
+                payload=data,
                 attempt=int(attempts),
                 lease=token,
-                destination=_text(destination) or None,
-                event_id=_text(event_id) or None,
+                destination=destination.decode() or None,
+                event_id=event_id.decode() or None,
                 created_at=int(created) / 1000,
-                partition=current_partition() or 0,
+                partition=partition,
             )
-            try:
-                job = replace(job, payload=orjson.loads(self._open(payload)))
-            except (StoreError, ValueError) as error:
+            if error is not None:
                 # It can never run (a key that was dropped, say): a dead letter at once,
                 # so it neither blocks the rest of this claim nor comes back every lease.
                 reason = f"stored payload cannot be read: {error}"
