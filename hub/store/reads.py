@@ -6,6 +6,10 @@ failure of the whole batch (the connection, say) reaches every caller of the bat
 The store's scripts are one kind (``_Batch`` in ``hub/store/redis.py``); ``Reads`` is the
 other: plain commands.
 
+One batch of a kind is in flight at a time: the calls made while it is out wait for its
+answer and then go together. At low traffic a call goes at once; under load batches grow
+with it, and the writes (each a system call, and a wake-up of Redis) do not.
+
 A worker starts many jobs at once (one claim fetches several), and each dispatch begins
 with the same reads: the accepted event, the booking a reference names, the messages sent
 for the event before. Batched, they cost one round trip and one write for all the jobs of
@@ -38,20 +42,28 @@ class TurnBatch:
         self._pool = client.connection_pool if isinstance(client, aioredis.Redis) else None
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
+        self._out = False  # a batch is in flight: the next waits for its answer
 
     async def _submit(self, call: Any) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((call, future))
-        if len(self._pending) == 1:
+        if len(self._pending) == 1 and not self._out:
             loop.call_soon(self._start_flush)
         return await future
 
     def _start_flush(self) -> None:
         batch, self._pending = self._pending, []
+        self._out = True
         task = asyncio.create_task(self._flush(batch))
         self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+        task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        self._out = False
+        if self._pending:  # the calls made while it was out, together
+            self._start_flush()
 
     async def _send(self, calls: list[Any]) -> list[Any]:
         """The replies to ``calls``, one each (an exception for one that failed)."""
