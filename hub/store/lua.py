@@ -25,10 +25,12 @@ __all__ = [
 ]
 
 # The helpers, in layers: a script defines its helpers anew each time it runs, so it takes
-# only the layers it uses. Most of what a script costs Redis is its redis.calls, each of
-# which converts its arguments (a Lua number to text with printf) and its reply. So a
-# script reads a hash once and keeps what it read and changed (`job_of`, `dest_of`),
-# writes it back in one HSET (`save`), and passes numbers as text where it has the text.
+# only the layers it uses, and one that may end early (a duplicate, nothing due, nothing to
+# hand over) makes the later layers past that point. Most of what a script costs Redis is
+# its redis.calls, each of which converts its arguments (a Lua number to text with printf)
+# and its reply. So a script reads a hash once and keeps what it read and changed
+# (`job_of`, `dest_of`), writes it back in one HSET (`save`), and passes numbers as text
+# where it has the text.
 BASE = """
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -432,8 +434,6 @@ local function hand_over(job, out, hand)
 end
 """
 
-PRELUDE = BASE + JOBS + GATES + CLAIMS
-
 # ARGV: prefix, now, event id, source, body, dedup key, dedup ttl s, job id, job payload,
 #       ordering key, a key whose route to look up first (''), lease ms and lease token to
 #       hand the dispatch job over with ('' for none)
@@ -461,8 +461,6 @@ end
 redis.call('SET', dk, event_id, 'EX', ttl)
 """
     + JOBS
-    + GATES
-    + CLAIMS
     + """
 local fields = redis.call('HSET', p .. 'event:' .. event_id, 'source', source, 'body', body,
                           'received_at', at, 'order_key', okey, 'dispatch_job', job_id)
@@ -475,10 +473,16 @@ local job = new_job(job_id, {'kind', 'dispatch', 'payload', payload, 'attempts',
                     event_id)
 own(job_id, event_id)
 local out = {event_id, 0}
-if enqueue(job, now, at, okey) and ARGV[12] and ARGV[12] ~= '' then
-  local gates = read_gates(1, 0)  -- a dispatch job has no destination
-  hand_over(job, out, {room = 1, lease = tonumber(ARGV[12]), token = ARGV[13], gates = gates})
+if not enqueue(job, now, at, okey) or not ARGV[12] or ARGV[12] == '' then
+  save(job)
+  return out  -- nothing to hand over: done before the claim's helpers are made
 end
+"""
+    + GATES
+    + CLAIMS
+    + """
+local gates = read_gates(1, 0)  -- a dispatch job has no destination
+hand_over(job, out, {room = 1, lease = tonumber(ARGV[12]), token = ARGV[13], gates = gates})
 save(job)
 return out
 """
@@ -556,7 +560,9 @@ return out
 # it made due now and left for a claim}, then the fields of the jobs handed over, as CLAIM
 # returns them: the job its ordering key let run next, then spawned jobs, in their order.
 FINISH = (
-    PRELUDE
+    BASE
+    + JOBS
+    + GATES
     + """
 local id, token, outcome, attempt, extra = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local health, disable = ARGV[8], ARGV[9]
@@ -678,9 +684,7 @@ if (outcome == 'done' or outcome == 'dead') and f[6] and f[6] ~= '' then
   local kk = p .. 'jobkey:' .. f[6]
   if redis.call('GET', kk) == id then redis.call('DEL', kk) end
 end
-local room, gate_values = tonumber(ARGV[18]), tonumber(ARGV[21])
-local hand = {room = room, lease = tonumber(ARGV[19]), token = ARGV[20],
-              gates = read_gates(22, gate_values)}
+local gate_values = tonumber(ARGV[21])
 local i = 22 + gate_values
 local sent = {}  -- the signatures of the messages of each event, added together
 for _ = 1, tonumber(ARGV[15]) do
@@ -717,17 +721,29 @@ while ARGV[i] do
   unschedule(ARGV[i])
   i = i + 1
 end
+-- the writes left, one HSET a hash
+local function close(out)
+  for _, held_job in ipairs(held) do save(held_job) end
+  for _, d in ipairs(dests) do
+    if d.w[1] then redis.call('HSET', d.key, unpack(d.w)) end
+  end
+  return out
+end
+if not released and not handed[1] then
+  return close({1, changed, 0})  -- nothing to hand over: done before the claim's helpers
+end
+"""
+    + CLAIMS
+    + """
+local hand = {room = tonumber(ARGV[18]), lease = tonumber(ARGV[19]), token = ARGV[20],
+              gates = read_gates(22, gate_values)}
 local out, left = {1, changed, 0}, 0
 if released and hand_over(released, out, hand) then left = left + 1 end
 for _, new in ipairs(handed) do
   if hand_over(new, out, hand) then left = left + 1 end
 end
 out[3] = left
-for _, held_job in ipairs(held) do save(held_job) end
-for _, d in ipairs(dests) do
-  if d.w[1] then redis.call('HSET', d.key, unpack(d.w)) end
-end
-return out
+return close(out)
 """
 )
 
