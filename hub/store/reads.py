@@ -171,8 +171,9 @@ class Sender(_Queue):
     async def _write(self, commands: list[Any], kinds: list[TurnBatch | None]) -> list[Any]:
         """The replies to ``commands``, sent in one write; with one WAIT after them when a
         kind of them asks for it (a NoScriptError is left as it is: the call goes again)."""
-        waits = [kind._wait for kind in kinds if kind is not None and kind._wait]
-        resend = all(kind is not None and kind._resend for kind in kinds)
+        present = set(kinds)  # a few kinds, many calls
+        waits = [kind._wait for kind in present if kind is not None and kind._wait]
+        resend = all(kind is not None and kind._resend for kind in present)
         if not waits:
             return await self._round_trip(commands, resend)
         wait = (max(w[0] for w in waits), max(w[1] for w in waits))
