@@ -33,6 +33,7 @@ from hub.store import Attempt, Handoff, NewJob
 from hub.store.connect import client_for
 from hub.store.reads import Reads
 from hub.store.redis import RedisStore, _Batch
+from hub.testing_redis import counting_writes
 
 SCRIPT = "return #ARGV"
 
@@ -68,28 +69,6 @@ async def measure(url: str, round_trips: int) -> list[list[str]]:
         if url.startswith(("redis://", "unix://")):
             drop_prefix(url, prefix)
     return rows
-
-
-def counting_writes(client) -> list[int]:
-    """Count the writes to the client's connections."""
-    writes: list[int] = []
-    pool = client.connection_pool
-    taken = pool.get_connection
-
-    async def get_connection(*args):
-        connection = await taken(*args)
-        if "send_packed_command" not in vars(connection):  # not counted yet
-            sent = connection.send_packed_command
-
-            async def send_packed_command(command, check_health=True):
-                writes.append(1)
-                return await sent(command, check_health)
-
-            connection.send_packed_command = send_packed_command
-        return connection
-
-    pool.get_connection = get_connection
-    return writes
 
 
 async def webhooks(url: str, count: int, concurrency: int, rate: float, pausing: bool) -> list[str]:

@@ -22,8 +22,7 @@ from hub.store import Attempt, Handoff, open_store
 from hub.store.connect import _Connection, client_for
 from hub.store.reads import Reads, sender_for
 from hub.store.redis import _Batch
-from hub.testing_redis import RedisServer
-from tests.test_reads import counting_writes
+from hub.testing_redis import RedisServer, counting_writes
 
 # KEYS[1] is the call's first argument; ARGV[2] says what to do
 SCRIPT = """

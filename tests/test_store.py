@@ -25,9 +25,8 @@ from hub.ids import new_id
 from hub.store import Attempt, EndpointPolicy, Handoff, NewJob, open_store
 from hub.store.embedded import EmbeddedServer
 from hub.store.partitions import scope
-from hub.testing_redis import RedisCluster, SentinelGroup
+from hub.testing_redis import RedisCluster, SentinelGroup, counting_writes
 from tests.conftest import REDIS_URL
-from tests.test_reads import counting_writes
 
 NOW = 1_800_000_000.0
 SHAPES = ["plain", "partitioned", "sentinel", "cluster", "embedded"]
