@@ -225,7 +225,8 @@ class RedisStore(RedisReading):
         self._enqueue = _Batch(client, client.register_script(ENQUEUE), wait, sender)
         self._pair = _Batch(client, client.register_script(PAIR), wait, sender)
         self._pair_timeout = _Batch(client, client.register_script(PAIR_TIMEOUT), wait, sender)
-        self._read_events = _Batch(client, client.register_script(READ_EVENTS), None, sender)
+        # the read side's listings write on their own: a long one never holds back intake
+        self._read_events = _Batch(client, client.register_script(READ_EVENTS))
 
     @property
     def keys(self) -> Keys:
@@ -270,6 +271,7 @@ class RedisStore(RedisReading):
         await self._accepts.close()
         await self._finishes.close()
         await self._reads.close()
+        await self._read_events.close()
         await self.redis.aclose()
         manager = getattr(getattr(self.redis, "connection_pool", None), "sentinel_manager", None)
         for sentinel in manager.sentinels if manager else ():
