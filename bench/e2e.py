@@ -10,6 +10,10 @@ missed. Each rate also shows the hub's CPU time per webhook by stage (intake, di
 delivery, and the rest: HTTP, store pipelines, claims, the loop), from the process's own
 accounting (``HUB_CPU_STAGES=7``, ``hub_cpu_seconds_total`` on /metrics).
 
+On two cores the hub has core 0; the sender, the receiver and a local Redis server share
+core 1 (``--redis-anywhere`` leaves Redis where the kernel puts it: then it takes time
+from the hub's core, which a deployment with Redis on its own machine does not see).
+
     python bench/e2e.py [--start 300] [--step 1.25] [--p99 100] [--seconds 8]
     python bench/e2e.py --rate 600 --seconds 10
 """
@@ -42,6 +46,7 @@ from _common import (
     free_port,
     hub_config,
     new_prefix,
+    redis_on_core,
     redis_url,
     run,
     signed,
@@ -315,6 +320,11 @@ def main() -> None:
     parser.add_argument("--p99", type=float, default=100.0, help="target, 202 → arrival (ms)")
     parser.add_argument("--seconds", type=int, default=8, help="seconds of load per rate")
     parser.add_argument(
+        "--redis-anywhere",
+        action="store_true",
+        help="leave a local Redis where the kernel puts it (default: on core 1, with the load)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="with --rate: record the hub with py-spy into this file (collapsed stacks) "
@@ -324,7 +334,13 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity") and CORES >= 2:
         os.sched_setaffinity(0, {1})  # the sender shares the receiver's core, not the hub's
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-e2e-"))
-    with redis_url() as url:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(redis_url())
+        if not args.redis_anywhere:
+            # Redis takes the load's core, as it would be off the hub's machine in production
+            redis_pid = stack.enter_context(redis_on_core(url, 1))
+            where = f"on core 1 with the load (pid {redis_pid})" if redis_pid else "unpinned"
+            print(f"Redis: {where}", file=sys.stderr, flush=True)
         prefix = new_prefix("e2e")
         hub_port, sink_port = free_port(), free_port()
         config = workdir / "hub.yaml"

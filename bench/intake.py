@@ -4,7 +4,7 @@ Both get the same bodies (about 3 KB of Calendly JSON, each a new booking, each 
 from the same client (wrk, one thread, 32 connections) on the other core, in the same run.
 The hub runs its intake only (``hub serve --no-worker``) in one process: signature,
 JSON, schema, dedup and one Redis round trip before its 202. Then the hub again at half
-its peak rate, for its latency.
+its peak rate, for its latency. A local Redis server shares wrk's core while it runs.
 
     python bench/intake.py [--seconds 8]
 """
@@ -24,6 +24,7 @@ from _common import (
     free_port,
     hub_config,
     new_prefix,
+    redis_on_core,
     redis_url,
     signed,
     start,
@@ -47,7 +48,7 @@ def main() -> None:
             signature, body = signed(n, now)
             out.write(f"{signature}\t{body.decode()}\n")
 
-    with redis_url() as url:
+    with redis_url() as url, redis_on_core(url, 1):  # Redis with wrk, not on the hub's core
         prefix = new_prefix("intake")
         bare_port, hub_port = free_port(), free_port()
         config = workdir / "hub.yaml"

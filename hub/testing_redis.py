@@ -5,6 +5,7 @@ ports in a temporary directory, started and stopped by the caller.
     SentinelGroup   one primary, its replicas and three sentinels: ``url`` is redis+sentinel://
     RedisCluster    primaries with a replica each, made with ``redis-cli --cluster create``:
                     ``url`` is redis+cluster://
+    counting_writes the writes an asyncio client sends to Redis, counted as they go
 
 Every wait here is on a condition (a PING answered, the cluster's state ``ok``), bounded
 by a timeout. They need ``redis-server`` and ``redis-cli`` on the PATH.
@@ -21,10 +22,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
-__all__ = ["RedisCluster", "RedisServer", "SentinelGroup", "free_port", "synced", "wait_until"]
+__all__ = [
+    "RedisCluster",
+    "RedisServer",
+    "SentinelGroup",
+    "counting_writes",
+    "free_port",
+    "synced",
+    "wait_until",
+]
 
 
 def free_port(bus: bool = False) -> int:
@@ -267,3 +277,26 @@ def synced(primary: RedisServer, replicas: int = 1) -> bool:
 def _cluster_state(node: RedisServer) -> str:
     info = node.client().execute_command("CLUSTER INFO")  # parsed into a dict
     return str(info.get("cluster_state", ""))
+
+
+def counting_writes(client: Any) -> list[int]:
+    """A list that grows by one at each write to the connections of ``client``'s pool (a
+    redis-py asyncio client of one Redis): the real writes, sent to the real Redis."""
+    writes: list[int] = []
+    pool = client.connection_pool
+    taken = pool.get_connection
+
+    async def get_connection(*args: Any) -> Any:
+        connection = await taken(*args)
+        if "send_packed_command" not in vars(connection):  # not counted yet
+            sent = connection.send_packed_command
+
+            async def send_packed_command(command: Any, check_health: bool = True) -> None:
+                writes.append(1)
+                return await sent(command, check_health)
+
+            connection.send_packed_command = send_packed_command
+        return connection
+
+    pool.get_connection = get_connection
+    return writes

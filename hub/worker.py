@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Coroutine, Iterator
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -122,6 +122,24 @@ def _signature(event_id: str, route: str, destination: str, message: dict[str, A
     )
 
 
+class _Room:
+    """Slots of a worker promised to the jobs a store call may hand over."""
+
+    __slots__ = ("_room", "_worker")
+
+    def __init__(self, worker: Worker, room: int) -> None:
+        self._worker, self._room = worker, room
+
+    def __enter__(self) -> Handoff | None:
+        if not self._room:
+            return None
+        self._worker._reserved += self._room
+        return Handoff(self._room, self._worker.config.lease.total_seconds())
+
+    def __exit__(self, *exc: object) -> None:
+        self._worker._reserved -= self._room
+
+
 class Worker:
     def __init__(
         self,
@@ -219,20 +237,13 @@ class Worker:
     def _free(self) -> int:
         return self.config.concurrency - len(self._tasks) - self._reserved
 
-    @contextlib.contextmanager
-    def reserve(self, wanted: int, finishing: int = 0) -> Iterator[Handoff | None]:
-        """Room for up to ``wanted`` jobs handed over by a store call made inside: the
-        slots are promised until the call has answered (and its jobs were started).
-        ``finishing``: slots that free up as the caller ends (the job completing)."""
+    def reserve(self, wanted: int, finishing: int = 0) -> _Room:
+        """Room for up to ``wanted`` jobs handed over by a store call made inside (``with``
+        gives the ``Handoff``, or None without room): the slots are promised until the
+        call has answered and its jobs were started. ``finishing``: slots that free up as
+        the caller ends (the job completing)."""
         room = min(wanted, self._free() + finishing) if self._taking and not self._stopping else 0
-        if room <= 0:
-            yield None
-            return
-        self._reserved += room
-        try:
-            yield Handoff(room, self.config.lease.total_seconds())
-        finally:
-            self._reserved -= room
+        return _Room(self, max(room, 0))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from hub.store.reads import Reads
+from hub.testing_redis import counting_writes
 from tests.conftest import REDIS_URL
 
 
@@ -24,28 +25,6 @@ async def client(redis_prefix):
     await client.set(f"{p}:ref", "uid-1")
     yield client
     await client.aclose()
-
-
-def counting_writes(client) -> list[int]:
-    """Count the writes to the client's connections (the real ones, sent to the real Redis)."""
-    writes: list[int] = []
-    pool = client.connection_pool
-    taken = pool.get_connection
-
-    async def get_connection():
-        connection = await taken()
-        if "send_packed_command" not in vars(connection):  # not counted yet
-            sent = connection.send_packed_command
-
-            async def send_packed_command(command, check_health=True):
-                writes.append(1)
-                return await sent(command, check_health)
-
-            connection.send_packed_command = send_packed_command
-        return connection
-
-    pool.get_connection = get_connection
-    return writes
 
 
 async def test_reads_of_one_turn_share_one_write_and_get_their_own_replies(

@@ -1,12 +1,14 @@
-"""One round trip per batch on one Redis (``TurnBatch._round_trip``) and the connections
-``client_for`` builds (commands packed by hiredis): each call's own reply or error, a
-connection lost or timed out mid-batch, a script cache emptied, a Redis restarted.
+"""One write per turn on one Redis (``Sender``, shared by every kind of call) and the
+connections ``client_for`` builds (commands packed by hiredis): each call's own reply or
+error, a connection lost or timed out mid-batch, a script cache emptied, a Redis
+restarted.
 
 The faults happen on a redis-server of the test's own, on a free port."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,11 +18,11 @@ from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.errors import StoreUnavailable
-from hub.store import open_store
+from hub.store import Attempt, Handoff, open_store
 from hub.store.connect import _Connection, client_for
-from hub.store.reads import Reads
+from hub.store.reads import Reads, sender_for
 from hub.store.redis import _Batch
-from hub.testing_redis import RedisServer
+from hub.testing_redis import RedisServer, counting_writes
 
 # KEYS[1] is the call's first argument; ARGV[2] says what to do
 SCRIPT = """
@@ -211,3 +213,109 @@ async def test_a_connection_idle_past_its_health_check_interval_is_pinged_first(
     await reads.close()
     await client.aclose()
     await admin.aclose()
+
+
+async def reads_processed(admin) -> int:
+    """The reads Redis made from its clients' sockets, the INFO asking for it included."""
+    return int((await admin.info("stats"))["total_reads_processed"])
+
+
+async def test_calls_of_every_kind_made_in_one_turn_go_in_one_write(own_redis) -> None:
+    store = open_store(url_of(own_redis), prefix="t", dedup_window=60, retention=60)
+    admin = aioredis.Redis(port=own_redis.port)
+    now = 1_800_000_000.0
+
+    async def accept(n: int, room: int = 0):
+        return await store.accept(
+            "calendly", f"k{n}", b"{}", now, f"evt_{n}", f"job_{n}", handoff=Handoff(room, 30)
+        )
+
+    first = await accept(1, room=1)  # the scripts loaded, a connection in the pool
+    first_booked = await store.record_booking("uid-1", first.id, {}, True, ["ref-1"], now)
+    await store.complete((await accept(2, room=1)).job, Attempt(1, now, 0.1, "ok"), now)
+    gc.collect()  # a client left by the server's start closes now, not while Redis counts
+    async with asyncio.timeout(5):
+        while len(await admin.client_list()) > 2:  # noqa: ASYNC110 (Redis says when)
+            await asyncio.sleep(0.01)
+    writes = counting_writes(store.redis)
+    before = await reads_processed(admin)
+    accepted, booked, completed, event, sent = await asyncio.gather(
+        accept(3),
+        store.record_booking("uid-3", "evt_3", {}, True, ["ref-3"], now),
+        store.complete(first.job, Attempt(1, now, 0.1, "ok"), now),
+        store.get_event(first.id),
+        store.sent_signatures(first.id),
+    )
+    assert len(writes) == 1
+    assert await reads_processed(admin) - before == 2  # the write, and the second INFO
+    assert (accepted.id, accepted.duplicate) == ("evt_3", False)
+    assert booked == first_booked  # a booking's first version, as uid-1's
+    assert completed.kept
+    assert (event.source, event.body) == ("calendly", b"{}")
+    assert sent == set()
+    await store.close()
+    await admin.aclose()
+
+
+async def test_a_script_redis_lost_is_loaded_and_only_its_calls_sent_again(own_redis) -> None:
+    client = client_for(url_of(own_redis))
+    sender = sender_for(client)
+    known = _Batch(client, client.register_script(SCRIPT), None, sender)
+    new = _Batch(client, client.register_script(SCRIPT + "-- another"), None, sender)
+    reads = Reads(client, sender)
+    await client.set("ref", "uid-1")
+    await known(["known", "warm"])  # loaded; the other script is not
+    admin = aioredis.Redis(port=own_redis.port)
+
+    async def loads() -> int:
+        return (await admin.info("commandstats"))["cmdstat_script|load"]["calls"]
+
+    loaded = await loads()
+    writes = counting_writes(client)
+    replies = await asyncio.gather(
+        known(["known", "one"]), new(["new", "one"]), reads("GET", "ref"), new(["new", "two"])
+    )
+    assert replies == [[b"one", 2], [b"one", 1], b"uid-1", [b"two", 2]]
+    assert len(writes) == 2  # the write, then the script loaded and its two calls again
+    assert (await runs(client, "known"), await runs(client, "new")) == (2, 2)
+    assert await loads() == loaded + 1
+    await known.close()
+    await client.aclose()
+    await admin.aclose()
+
+
+async def test_in_a_write_of_every_kind_an_error_reply_reaches_only_its_caller(
+    redis_prefix,
+) -> None:
+    p = redis_prefix
+    client = client_for("redis://127.0.0.1:6379/0")
+    await client.hset(f"{p}:hash", "a", 1)
+    await client.set(f"{p}:ref", "uid-1")
+    sender = sender_for(client)
+    batch = _Batch(client, client.register_script(SCRIPT), None, sender)
+    other = _Batch(client, client.register_script("return ARGV[2]"), None, sender)
+    reads = Reads(client, sender)
+    await asyncio.gather(batch([p, "warm"]), other([p, "warm"]))
+    writes = counting_writes(client)
+    outcomes = await asyncio.gather(
+        batch([p, "first"]),
+        reads("HGETALL", f"{p}:ref"),
+        batch([p, "refuse"]),
+        other([p, "other"]),
+        reads("GET", f"{p}:ref"),
+        batch([p, "wrongtype"]),
+        reads("SET", f"{p}:ref", None),  # an argument that cannot be sent
+        return_exceptions=True,
+    )
+    assert len(writes) == 1
+    assert outcomes[0][0] == b"first"
+    assert isinstance(outcomes[1], ResponseError) and "WRONGTYPE" in str(outcomes[1])
+    assert isinstance(outcomes[2], ResponseError) and "refused" in str(outcomes[2])
+    assert outcomes[3] == b"other"
+    assert outcomes[4] == b"uid-1"
+    assert isinstance(outcomes[5], ResponseError) and "WRONGTYPE" in str(outcomes[5])
+    assert isinstance(outcomes[6], DataError)
+    assert await runs(client, p) == 4  # the warm call and three, once each
+    assert await reads("GET", f"{p}:ref") == b"uid-1"
+    await batch.close()
+    await client.aclose()

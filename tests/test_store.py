@@ -12,6 +12,7 @@ start once a session (hub/testing_redis.py, hub/store/embedded.py).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import uuid
@@ -19,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from hub.errors import StoreUnavailable
 from hub.ids import new_id
 from hub.store import Attempt, EndpointPolicy, Handoff, NewJob, open_store
 from hub.store.embedded import EmbeddedServer
 from hub.store.partitions import scope
-from hub.testing_redis import RedisCluster, SentinelGroup
+from hub.testing_redis import RedisCluster, SentinelGroup, counting_writes
 from tests.conftest import REDIS_URL
 
 NOW = 1_800_000_000.0
@@ -541,3 +543,39 @@ async def test_the_read_side_lists_and_counts_across_partitions(store) -> None:
     assert counts.jobs[("dead", "dispatch")] == 3
     assert counts.jobs[("running", "dispatch")] == 9
     assert (await store.event_record(accepted[4])).source == "calendly"
+
+
+async def test_one_wait_confirms_a_write_of_every_kind(sentinel_group) -> None:
+    primary = sentinel_group.primary().client()
+
+    def waits() -> int:
+        return primary.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
+
+    async def one_turn(store, key: str) -> list:
+        writes = counting_writes(store.redis)
+        outcomes = await asyncio.gather(
+            accept(store, key),
+            store.record_booking(f"uid-{key}", "evt_x", {}, True, [], NOW),
+            store.booking_by_ref("nothing"),
+            return_exceptions=True,
+        )
+        assert len(writes) == 1  # the three calls and one WAIT after them
+        return outcomes
+
+    options = {"prefix": f"hubtest:{uuid.uuid4().hex[:12]}", "dedup_window": 60, "retention": 60}
+    confirmed = open_store(sentinel_group.url, min_replicas=1, **options)
+    await accept(confirmed, "warm")  # its scripts loaded
+    first = await confirmed.record_booking("uid-warm", "evt_x", {}, True, [], NOW)
+    before = waits()
+    accepted, booked, found = await one_turn(confirmed, "k1")
+    assert not accepted.duplicate and booked == first and found is None
+    assert waits() == before + 1
+    # more replicas than there are: the scripts' callers hear it, the reader has its reply
+    unconfirmed = open_store(sentinel_group.url, min_replicas=2, replica_timeout=0.1, **options)
+    accepted, booked, found = await one_turn(unconfirmed, "k2")
+    assert isinstance(accepted, StoreUnavailable) and "1 of 2 replicas" in str(accepted)
+    assert isinstance(booked, StoreUnavailable)
+    assert found is None
+    await confirmed.close()
+    await unconfirmed.close()
+    primary.close()

@@ -65,9 +65,10 @@ class PartitionedStore(RedisStore):
     def __init__(self, client: Any, *, partitions: int = 16, **options: Any) -> None:
         super().__init__(client, partitions=partitions, tagged=True, **options)
         self._index = {keys.prefix: i for i, keys in enumerate(self._partition_keys)}
-        self._gate = _Batch(client, client.register_script(GATE), self._wait)
-        self._gate_done = _Batch(client, client.register_script(GATE_DONE), self._wait)
-        self._give_back = _Batch(client, client.register_script(GIVE_BACK), self._wait)
+        wait, sender = self._wait, self._sender
+        self._gate = _Batch(client, client.register_script(GATE), wait, sender)
+        self._gate_done = _Batch(client, client.register_script(GATE_DONE), wait, sender)
+        self._give_back = _Batch(client, client.register_script(GIVE_BACK), wait, sender)
         self._turn = 0
         self._held: dict[str, int] = {}  # destination → until when its gate turns jobs away
 

@@ -1,24 +1,27 @@
 """Calls that share a round trip: what is sent to Redis in the same turn of the event loop
 goes in one write.
 
-``TurnBatch`` is the mechanism: each caller gets its own reply or its own error, and a
-failure of the whole batch (the connection, say) reaches every caller of the batch.
-The store's scripts are one kind (``_Batch`` in ``hub/store/redis.py``); ``Reads`` is the
-other: plain commands.
+Each caller gets its own reply or its own error, and a failure of the whole write (the
+connection, say) reaches every caller of the write. The calls come in kinds
+(``TurnBatch``): ``Reads`` (plain commands) and one ``_Batch`` per script of the store
+(``hub/store/redis.py``).
 
-One batch of a kind is in flight at a time: the calls made while it is out wait for its
-answer and then go together. At low traffic a call goes at once; under load batches grow
-with it, and the writes (each a system call, and a wake-up of Redis) do not.
+On one Redis (plain or through Sentinel) the calls of every kind go through one ``Sender``
+per client: those made in the same turn share one write on one connection of the
+client's pool, read back in order (what a non-transactional redis-py pipeline does,
+without its per-call machinery). One write is in flight at a time: the calls made while
+it is out wait for its answer and then go together. At low traffic a call goes at once;
+under load writes grow with it, and their number (each a system call, and a wake-up of
+Redis) does not. A webhook accepted in the turn a job finishes and another is claimed
+costs Redis one write for all three.
+
+A Cluster's calls go per kind, each kind's batch through a pipeline of the Cluster, which
+routes each command to its node.
 
 A worker starts many jobs at once (one claim fetches several), and each dispatch begins
 with the same reads: the accepted event, the booking a reference names, the messages sent
 for the event before. Batched, they cost one round trip and one write for all the jobs of
 the turn instead of one each.
-
-On one Redis (plain or through Sentinel) a batch is one exchange on a connection of the
-client's pool (``TurnBatch._round_trip``): what a non-transactional redis-py pipeline does,
-without its per-call machinery. A Cluster's batches go through its pipelines, which route
-each command to its node.
 """
 
 from __future__ import annotations
@@ -28,29 +31,32 @@ import inspect
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["Reads", "TurnBatch"]
+from hub.errors import StoreUnavailable
+
+__all__ = ["Reads", "Sender", "TurnBatch", "sender_for"]
+
+_UNREAD = object()  # a reply still to be read
 
 
-class TurnBatch:
-    """Collects the calls of one turn of the event loop and sends them with ``_send``."""
+class _Queue:
+    """Collects the calls of one turn of the event loop and sends them with ``_send``; one
+    batch in flight at a time, the calls made meanwhile go together when it answers."""
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        # one Redis: batches go straight to a connection of its pool (a Cluster: pipelines)
-        self._pool = client.connection_pool if isinstance(client, aioredis.Redis) else None
+    def __init__(self) -> None:
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
         self._out = False  # a batch is in flight: the next waits for its answer
 
-    async def _submit(self, call: Any) -> Any:
+    def _submit(self, call: Any) -> asyncio.Future[Any]:
+        """The future of ``call``'s reply: awaited by its caller."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((call, future))
         if len(self._pending) == 1 and not self._out:
             loop.call_soon(self._start_flush)
-        return await future
+        return future
 
     def _start_flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -68,48 +74,6 @@ class TurnBatch:
     async def _send(self, calls: list[Any]) -> list[Any]:
         """The replies to ``calls``, one each (an exception for one that failed)."""
         raise NotImplementedError
-
-    async def _round_trip(self, commands: list[tuple[Any, ...]], resend: bool) -> list[Any]:
-        """The replies to ``commands``, written at once on one connection of the pool and read
-        in order, each parsed as redis-py parses it (the client's response callbacks); an
-        error reply is its command's exception. A connection or timeout error fails them
-        all, and the connection is closed, never returned half-read to the pool. ``resend``:
-        on such an error the connection's retry policy sends them again, as a pipeline
-        would (the clients of ``client_for`` have none); without it they are sent once."""
-        pool = self._pool
-        connection = await pool.get_connection()
-        try:
-            if resend:
-                replies = await connection.retry.call_with_retry(
-                    lambda: self._exchange(connection, commands),
-                    lambda error: connection.disconnect(),
-                )
-            else:
-                replies = await self._exchange(connection, commands)
-        finally:
-            await pool.release(connection)
-        callbacks = self._client.response_callbacks
-        for i, reply in enumerate(replies):
-            callback = callbacks.get(commands[i][0])
-            if callback is not None and not isinstance(reply, ResponseError):
-                reply = callback(reply)
-                replies[i] = await reply if inspect.isawaitable(reply) else reply
-        return replies
-
-    @staticmethod
-    async def _exchange(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
-        try:
-            await connection.send_packed_command(connection.pack_commands(commands))
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await connection.read_response())
-                except ResponseError as error:
-                    replies.append(error)
-            return replies
-        except BaseException:
-            await connection.disconnect(nowait=True)  # replies may be left unread
-            raise
 
     async def _flush(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         try:
@@ -132,16 +96,167 @@ class TurnBatch:
             await asyncio.gather(*self._flushes, return_exceptions=True)
 
 
+class TurnBatch(_Queue):
+    """The calls of one kind. On one Redis they go through the client's ``Sender``, with the
+    calls of every other kind (``_command``: what a call is on the wire); on a Cluster, in
+    a pipeline of their own (``_send``)."""
+
+    _script: Any = None  # a script: loaded again, and its calls resent, when Redis lost it
+    _wait: tuple[int, int] | None = None  # WAIT after the write: replicas, timeout (ms)
+    _resend = False  # may be sent again on a connection error (the client's retry policy)
+
+    def __init__(self, client: Any, sender: Sender | None = None) -> None:
+        super().__init__()
+        self._client = client
+        self._sender = sender if sender is not None else sender_for(client)
+
+    def _submit(self, call: Any) -> asyncio.Future[Any]:
+        if self._sender is not None:
+            return self._sender._submit((self, call))
+        return super()._submit(call)
+
+    def _command(self, call: Any) -> tuple[Any, ...]:
+        """``call`` as a command for Redis."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await super().close()
+        if self._sender is not None:
+            await self._sender.close()
+
+
+def sender_for(client: Any) -> Sender | None:
+    """The sender the kinds of calls on ``client`` share: one Redis has one; a Cluster (or
+    anything else) none, its kinds send their own pipelines."""
+    return Sender(client) if isinstance(client, aioredis.Redis) else None
+
+
+class Sender(_Queue):
+    """The calls of every kind on one Redis: those of a turn in one write on one connection,
+    each caller still hearing its own reply or error, each script call still atomic on its
+    own. Scripts Redis lost (a restart, SCRIPT FLUSH) are loaded again and only the calls
+    that missed them sent again. When a kind in the write asks for WAIT, one WAIT follows
+    the write on its connection, and unless enough replicas confirm it, every caller of a
+    kind that asked hears StoreUnavailable."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        super().__init__()
+        self._client = client
+        self._pool = client.connection_pool
+
+    async def _send(self, calls: list[tuple[TurnBatch, Any]]) -> list[Any]:
+        kinds = [kind for kind, _ in calls]
+        commands = [kind._command(call) for kind, call in calls]
+        results = await self._write(commands, kinds)
+        missing = [
+            i
+            for i, result in enumerate(results)
+            if isinstance(result, NoScriptError) and kinds[i]._script is not None
+        ]
+        if missing:  # Redis restarted: load what it lost, send again the calls that missed
+            loads = {kinds[i]._script.sha: kinds[i]._script.script for i in missing}
+            try:
+                again = await self._write(
+                    [*(("SCRIPT LOAD", script) for script in loads.values())]
+                    + [commands[i] for i in missing],
+                    [None] * len(loads) + [kinds[i] for i in missing],
+                )
+                again = again[len(loads) :]
+            except Exception as error:  # only the calls sent again hear of it
+                again = [error] * len(missing)
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        return results
+
+    async def _write(self, commands: list[Any], kinds: list[TurnBatch | None]) -> list[Any]:
+        """The replies to ``commands``, sent in one write; with one WAIT after them when a
+        kind of them asks for it (a NoScriptError is left as it is: the call goes again)."""
+        present = set(kinds)  # a few kinds, many calls
+        waits = [kind._wait for kind in present if kind is not None and kind._wait]
+        resend = all(kind is not None and kind._resend for kind in present)
+        if not waits:
+            return await self._round_trip(commands, resend)
+        wait = (max(w[0] for w in waits), max(w[1] for w in waits))
+        replies = await self._round_trip([*commands, ("WAIT", *wait)], resend)
+        confirmed = replies.pop()
+        for i, kind in enumerate(kinds):
+            wanted = kind._wait if kind is not None else None
+            if (
+                wanted
+                and not isinstance(replies[i], NoScriptError)
+                and (isinstance(confirmed, Exception) or int(confirmed) < wanted[0])
+            ):
+                replies[i] = StoreUnavailable(
+                    f"{confirmed} of {wanted[0]} replicas confirmed the write within {wanted[1]} ms"
+                )
+        return replies
+
+    async def _round_trip(self, commands: list[tuple[Any, ...]], resend: bool) -> list[Any]:
+        """The replies to ``commands``, written at once on one connection of the pool and read
+        in order, each parsed as redis-py parses it (the client's response callbacks); an
+        error reply is its command's exception, and so is an argument that cannot be sent
+        (that command is left out). A connection or timeout error fails them all, and the
+        connection is closed, never returned half-read to the pool. ``resend``: on such an
+        error the connection's retry policy sends them again, as a pipeline would (the
+        clients of ``client_for`` have none); without it they are sent once."""
+        pool = self._pool
+        connection = await pool.get_connection()
+        try:
+            if resend:
+                replies = await connection.retry.call_with_retry(
+                    lambda: self._exchange(connection, commands),
+                    lambda error: connection.disconnect(),
+                )
+            else:
+                replies = await self._exchange(connection, commands)
+        finally:
+            await pool.release(connection)
+        callbacks = self._client.response_callbacks
+        for i, reply in enumerate(replies):
+            callback = callbacks.get(commands[i][0])
+            if callback is not None and not isinstance(reply, Exception):
+                reply = callback(reply)
+                replies[i] = await reply if inspect.isawaitable(reply) else reply
+        return replies
+
+    @staticmethod
+    async def _exchange(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        packed: list[bytes] = []
+        replies: list[Any] = []
+        for command in commands:
+            try:
+                packed += connection.pack_command(*command)
+                replies.append(_UNREAD)
+            except Exception as error:  # its caller's mistake, not the write's
+                replies.append(error)
+        try:
+            if packed:
+                await connection.send_packed_command([b"".join(packed)])
+            for i, reply in enumerate(replies):
+                if reply is _UNREAD:
+                    try:
+                        replies[i] = await connection.read_response()
+                    except ResponseError as error:
+                        replies[i] = error
+            return replies
+        except BaseException:
+            await connection.disconnect(nowait=True)  # replies may be left unread
+            raise
+
+
 class Reads(TurnBatch):
     """Plain commands, each parsed as redis-py parses it."""
+
+    _resend = True  # reads: safe to send again
 
     async def __call__(self, *command: Any) -> Any:
         """The reply to ``command`` (``"HGETALL", key`` say), sent with the turn's others."""
         return await self._submit(command)
 
+    def _command(self, call: Any) -> tuple[Any, ...]:
+        return call
+
     async def _send(self, calls: list[Any]) -> list[Any]:
-        if self._pool is not None:
-            return await self._round_trip(calls, resend=True)  # reads: safe to send again
         async with self._client.pipeline(transaction=False) as pipe:
             for command in calls:
                 pipe.execute_command(*command)

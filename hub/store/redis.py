@@ -58,7 +58,7 @@ from hub.store.lua import (
 from hub.store.partitions import current as current_partition
 from hub.store.partitions import partition_prefix
 from hub.store.reading import RedisReading
-from hub.store.reads import Reads, TurnBatch
+from hub.store.reads import Reads, Sender, TurnBatch, sender_for
 from hub.store.views import EventNote
 
 __all__ = ["RedisStore"]
@@ -99,7 +99,8 @@ def dedup_digest(key: str) -> str:
 
 class _Batch(TurnBatch):
     """Calls of one script made in the same turn of the event loop go to Redis together:
-    one write, one round trip. Each call still runs atomically on its own, and each
+    one write, one round trip (on one Redis, with the calls of every other kind through
+    the client's ``Sender``). Each call still runs atomically on its own, and each
     caller gets its own result or error. Webhooks accepted together and jobs finishing
     together thus share their round trips.
 
@@ -109,9 +110,13 @@ class _Batch(TurnBatch):
     caller hears StoreUnavailable."""
 
     def __init__(
-        self, client: aioredis.Redis, script: Any, wait: tuple[int, int] | None = None
+        self,
+        client: aioredis.Redis,
+        script: Any,
+        wait: tuple[int, int] | None = None,
+        sender: Sender | None = None,
     ) -> None:
-        super().__init__(client)
+        super().__init__(client, sender)
         self._script = script
         self._wait = wait
 
@@ -122,6 +127,9 @@ class _Batch(TurnBatch):
         # Encoded here, so an argument Redis cannot take fails its own caller only, never
         # the batch it would have joined.
         return await self._submit([_wire(a) for a in args])
+
+    def _command(self, call: list[Any]) -> tuple[Any, ...]:
+        return ("EVALSHA", self._script.sha, 1, call[0], *call)
 
     async def _send(self, calls: list[list[Any]]) -> list[Any]:
         results = await self._pipeline(calls)
@@ -142,11 +150,6 @@ class _Batch(TurnBatch):
         return results[: len(calls)]
 
     async def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
-        if self._pool is not None:  # one Redis; never sent twice (a script may have run)
-            commands = [("EVALSHA", self._script.sha, 1, args[0], *args) for args in calls]
-            if self._wait:
-                commands.append(("WAIT", *self._wait))
-            return await self._round_trip(commands, resend=False)
         async with self._client.pipeline(transaction=False) as pipe:
             for args in calls:
                 pipe.execute_command("EVALSHA", self._script.sha, 1, args[0], *args)
@@ -205,21 +208,24 @@ class RedisStore(RedisReading):
         self.memory_retention = int(366 * 86400 + booking_horizon + retention)
         self.endpoints = dict(endpoints or {})
         self.cipher = cipher
-        self._reads = Reads(client)  # dispatch's reads, batched per loop turn
+        # one Redis: the calls of every kind made in a turn go in one write
+        sender = self._sender = sender_for(client)
+        self._reads = Reads(client, sender)  # dispatch's reads, batched per loop turn
         self._gates = [
             value
             for name, e in self.endpoints.items()
             for value in (name, e.concurrency, 1 if e.circuit else 0)
         ]
-        self._accepts = _Batch(client, client.register_script(ACCEPT), wait)
-        self._claim = _Batch(client, client.register_script(CLAIM), wait)
-        self._finishes = _Batch(client, client.register_script(FINISH), wait)
-        self._replay = _Batch(client, client.register_script(REPLAY), wait)
-        self._redispatch = _Batch(client, client.register_script(REDISPATCH), wait)
-        self._book = _Batch(client, client.register_script(BOOK), wait)
-        self._enqueue = _Batch(client, client.register_script(ENQUEUE), wait)
-        self._pair = _Batch(client, client.register_script(PAIR), wait)
-        self._pair_timeout = _Batch(client, client.register_script(PAIR_TIMEOUT), wait)
+        self._accepts = _Batch(client, client.register_script(ACCEPT), wait, sender)
+        self._claim = _Batch(client, client.register_script(CLAIM), wait, sender)
+        self._finishes = _Batch(client, client.register_script(FINISH), wait, sender)
+        self._replay = _Batch(client, client.register_script(REPLAY), wait, sender)
+        self._redispatch = _Batch(client, client.register_script(REDISPATCH), wait, sender)
+        self._book = _Batch(client, client.register_script(BOOK), wait, sender)
+        self._enqueue = _Batch(client, client.register_script(ENQUEUE), wait, sender)
+        self._pair = _Batch(client, client.register_script(PAIR), wait, sender)
+        self._pair_timeout = _Batch(client, client.register_script(PAIR_TIMEOUT), wait, sender)
+        # the read side's listings write on their own: a long one never holds back intake
         self._read_events = _Batch(client, client.register_script(READ_EVENTS))
 
     @property
@@ -265,6 +271,7 @@ class RedisStore(RedisReading):
         await self._accepts.close()
         await self._finishes.close()
         await self._reads.close()
+        await self._read_events.close()
         await self.redis.aclose()
         manager = getattr(getattr(self.redis, "connection_pool", None), "sentinel_manager", None)
         for sentinel in manager.sentinels if manager else ():
