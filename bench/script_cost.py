@@ -100,7 +100,8 @@ def store(url: str, lua: ModuleType, prefix: str) -> RedisStore:
         client, prefix=prefix, endpoints={"inxmail": EndpointPolicy(concurrency=1000)}
     )
     for attribute, name in BATCHES.items():
-        setattr(made, attribute, _Batch(client, client.register_script(getattr(lua, name))))
+        script = client.register_script(getattr(lua, name))
+        setattr(made, attribute, _Batch(client, script, None, made._sender))
     return made
 
 
