@@ -246,9 +246,10 @@ def report(trial: Trial) -> None:
 @contextlib.contextmanager
 def profiled(pid: int, out: Path) -> Iterator[None]:
     """py-spy sampling ``pid`` (native frames off, idle samples left out) while inside."""
+    beside = Path(sys.executable).with_name("py-spy")  # the virtualenv's, when not on PATH
     spy = subprocess.Popen(
         [
-            "py-spy",
+            str(beside) if beside.exists() else "py-spy",
             "record",
             "--pid",
             str(pid),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Awaitable, Coroutine
@@ -34,6 +35,7 @@ from hub.bookings import Bookings
 from hub.clock import Clock
 from hub.config import WorkerConfig
 from hub.connector import Delivery, DestinationConnector, NormalizeContext, SourceConnector
+from hub.deadlines import Deadlines
 from hub.errors import (
     NormalizeError,
     PermanentDelivery,
@@ -111,6 +113,41 @@ def _job_context(job: Job) -> dict[str, Any]:
     }
 
 
+class _JobLog:
+    """A job's log lines, each naming the job (``_job_context``); the context is made
+    for a line that is written only (a dropped ``job.done`` costs next to nothing)."""
+
+    __slots__ = ("_extra", "_job")
+
+    def __init__(self, job: Job, extra: dict[str, Any] | None = None) -> None:
+        self._job, self._extra = job, extra
+
+    def bind(self, **extra: Any) -> _JobLog:
+        return _JobLog(self._job, {**(self._extra or {}), **extra})
+
+    def _line(self, level: int, method: str, event: str, fields: dict[str, Any]) -> None:
+        if log.is_enabled_for(level):  # as the line itself would decide
+            context = _job_context(self._job)
+            if self._extra:
+                context.update(self._extra)
+            getattr(log.bind(**context), method)(event, **fields)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._line(logging.DEBUG, "debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._line(logging.INFO, "info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._line(logging.WARNING, "warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._line(logging.ERROR, "error", event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        self._line(logging.ERROR, "exception", event, fields)
+
+
 def _when(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat()
 
@@ -172,6 +209,7 @@ class Worker:
         self._started = 0  # jobs started, claimed or handed over
         self._wake = asyncio.Event()
         self._stopping = False
+        self._deadlines = Deadlines()  # the destinations' timeouts, one loop timer for all
         self._metered = stages.every()
 
     # --- loop --------------------------------------------------------------------------
@@ -309,7 +347,7 @@ class Worker:
             await self._process(job, inbound)
 
     async def _process(self, job: Job, inbound: InboundEvent | None = None) -> None:
-        bound = log.bind(**_job_context(job))
+        bound = _JobLog(job)
         started = self.clock.now()
         t0 = time.perf_counter()
         plan = _Plan()
@@ -670,8 +708,7 @@ class Worker:
         )
         timeout = destination.config.timeout.total_seconds()
         try:
-            async with asyncio.timeout(timeout):
-                result = await destination.deliver(delivery)
+            result = await self._deadlines.within(timeout, destination.deliver(delivery))
         except PermanentDelivery as error:
             gone = error.status == 410
             raise _Failure(

@@ -441,3 +441,32 @@ async def test_a_running_hub_hands_its_jobs_over_instead_of_claiming_them(
             ("deliver", "done", 1),
             ("dispatch", "done", 1),
         ]
+
+
+async def test_a_destination_that_does_not_answer_in_time_is_retried_and_the_next_runs(
+    start_hub,
+) -> None:
+    hub = await start_hub(destinations__inxmail__timeout="100ms", worker__concurrency=4)
+    hub.sink.hang = 1  # the first request gets no answer
+    event_id = await hub.accept(CREATED)
+    other_id = await accept(hub, other_booking(CREATED, 1))
+    # 2 dispatches, the held message, the other booking's 2: the held one's next waits
+    assert await hub.worker.drain() == 5
+    jobs = [j for e in (event_id, other_id) for j in await hub.store.event_jobs(e)]
+    retried = [j for j in jobs if j.attempts and j.attempts[0]["outcome"] == "retry"]
+    assert [(j.state, j.attempts[0]["error"]) for j in retried] == [
+        ("retry", "no answer within 0.1 s")
+    ]
+    # the held message's booking waits behind it; the other booking's two went out
+    held = retried[0].event_id
+    states = sorted((j.event_id == held, j.kind, j.state) for j in jobs)
+    assert states == [
+        (False, "deliver", "done"),
+        (False, "deliver", "done"),
+        (False, "dispatch", "done"),
+        (True, "deliver", "blocked"),
+        (True, "deliver", "retry"),
+        (True, "dispatch", "done"),
+    ]
+    [state] = await hub.store.destination_states(["inxmail"])
+    assert state.in_flight == 0
