@@ -8,8 +8,10 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import SecretStr
 from standardwebhooks import Webhook
 
+from connectors.webhook import _key, sign
 from hub.model import BookingEvent
 from hub.schemas import validator
 
@@ -25,6 +27,22 @@ def test_the_libraries_vector_is_the_protocol_sheets() -> None:
         '{"test": 2432232314}',
     )
     assert signed == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+@pytest.mark.parametrize(
+    "msg_id, body",
+    [
+        ("msg_p5jXN8AQM9LWM0D4loKWxJek", b'{"test": 2432232314}'),
+        ("job_01", b""),
+        ("job_\u2028\r\n", '{"name": "Zo\u00eb \u2028 \U0001f600"}'.encode()),
+        ("job_big", b'{"x": "' + b"\\u0000" * 40_000 + b'"}'),
+    ],
+)
+def test_the_hubs_signatures_are_the_libraries(msg_id: str, body: bytes) -> None:
+    moment = 1614265330
+    for secret in (OLD, NEW):
+        expected = Webhook(secret).sign(msg_id, datetime.fromtimestamp(moment, UTC), body.decode())
+        assert sign(_key(SecretStr(secret)), msg_id.encode(), moment, body) == expected
 
 
 async def start(start_hub, sink, **overrides):

@@ -20,9 +20,7 @@ A job's work (a dispatch, a delivery) runs *in* the job's partition: the worker 
 
 from __future__ import annotations
 
-import contextlib
 import zlib
-from collections.abc import Iterator
 from contextvars import ContextVar
 
 __all__ = ["current", "gate_prefix", "partition_of", "partition_prefix", "scope"]
@@ -55,11 +53,16 @@ def current() -> int | None:
     return _current.get()
 
 
-@contextlib.contextmanager
-def scope(partition: int | None) -> Iterator[None]:
+class scope:
     """Store calls made inside use ``partition``'s keys."""
-    token = _current.set(partition)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+
+    __slots__ = ("_partition", "_token")
+
+    def __init__(self, partition: int | None) -> None:
+        self._partition = partition
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._partition)
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)

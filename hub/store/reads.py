@@ -27,11 +27,14 @@ the turn instead of one each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import math
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from hub.errors import StoreUnavailable
 
@@ -229,15 +232,22 @@ class Sender(_Queue):
                 replies.append(_UNREAD)
             except Exception as error:  # its caller's mistake, not the write's
                 replies.append(error)
+        # One socket timeout for the whole batch of replies rather than a timer for each
+        # (``math.inf`` turns redis-py's own off).
+        limit = connection.socket_timeout
         try:
             if packed:
                 await connection.send_packed_command([b"".join(packed)])
-            for i, reply in enumerate(replies):
-                if reply is _UNREAD:
-                    try:
-                        replies[i] = await connection.read_response()
-                    except ResponseError as error:
-                        replies[i] = error
+            try:
+                async with asyncio.timeout(limit) if limit else contextlib.nullcontext():
+                    for i, reply in enumerate(replies):
+                        if reply is _UNREAD:
+                            try:
+                                replies[i] = await connection.read_response(timeout=math.inf)
+                            except ResponseError as error:
+                                replies[i] = error
+            except TimeoutError:
+                raise RedisTimeout(f"Timeout reading from Redis ({limit} s)") from None
             return replies
         except BaseException:
             await connection.disconnect(nowait=True)  # replies may be left unread

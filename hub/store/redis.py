@@ -80,15 +80,25 @@ def _seconds(value: bytes | None) -> float | None:
     return int(value) / 1000 if value else None
 
 
-def _wire(value: Any) -> bytes | int | float:
-    """A script argument as Redis receives it; ValueError for one that cannot be sent."""
+_AS_IS = frozenset((bytes, int, float))
+
+
+def _wire(values: list[Any]) -> list[bytes | int | float]:
+    """Script arguments as Redis receives them; ValueError for one that cannot be sent."""
+    try:
+        return [
+            v.encode() if type(v) is str else v if type(v) in _AS_IS else _odd(v) for v in values
+        ]
+    except UnicodeEncodeError as error:
+        raise ValueError(f"not valid UTF-8 text: {error.reason}") from None
+
+
+def _odd(value: Any) -> bytes | int | float:
+    """An argument of a type other than str, bytes, int and float (a subclass, say)."""
     if isinstance(value, bytes | int | float):
         return value
     if isinstance(value, str):
-        try:
-            return value.encode()
-        except UnicodeEncodeError as error:
-            raise ValueError(f"not valid UTF-8 text: {error.reason}") from None
+        return value.encode()
     raise ValueError(f"cannot send a {type(value).__name__} to Redis")
 
 
@@ -126,7 +136,7 @@ class _Batch(TurnBatch):
     async def submit(self, args: list[Any]) -> Any:
         # Encoded here, so an argument Redis cannot take fails its own caller only, never
         # the batch it would have joined.
-        return await self._submit([_wire(a) for a in args])
+        return await self._submit(_wire(args))
 
     def _command(self, call: list[Any]) -> tuple[Any, ...]:
         return ("EVALSHA", self._script.sha, 1, call[0], *call)
