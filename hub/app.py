@@ -20,6 +20,7 @@ from hub.appkeys import (
     HTTP,
     METRICS,
     PLUGINS,
+    READ_LIMITS,
     READING,
     SOURCES,
     STORE,
@@ -28,6 +29,7 @@ from hub.appkeys import (
 from hub.clock import Clock, SystemClock
 from hub.config import Config
 from hub.connector import ConnectorContext
+from hub.deadlines import Deadlines
 from hub.errors import StoreError
 from hub.ics import invitation
 from hub.intake import receive
@@ -63,6 +65,7 @@ def create_app(
     app[SOURCES] = build_sources(config, pm)
     app[WORKER] = None
     app[READING] = asyncio.Semaphore(config.server.max_reading)
+    app[READ_LIMITS] = Deadlines()
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_http)
     if run_worker:

@@ -12,6 +12,7 @@ from aiohttp import web
 from hub.clock import Clock
 from hub.config import Config
 from hub.connector import DestinationConnector, SourceConnector
+from hub.deadlines import Deadlines
 from hub.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ __all__ = [
     "METRICS",
     "PLUGINS",
     "READING",
+    "READ_LIMITS",
     "SOURCES",
     "STORE",
     "WORKER",
@@ -42,3 +44,4 @@ DESTINATIONS = web.AppKey("destinations", dict[str, DestinationConnector])
 WORKER = web.AppKey("worker", "Worker | None")
 ADMIN = web.AppKey("admin", "AdminService")
 READING = web.AppKey("reading", asyncio.Semaphore)  # slots for webhook bodies being read
+READ_LIMITS = web.AppKey("read_limits", Deadlines)  # the body_timeout of each body being read

@@ -11,7 +11,6 @@ so a slow or hostile sender holds neither memory nor a read slot.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from typing import Any
@@ -22,7 +21,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from hub.appkeys import CLOCK, CONFIG, METRICS, READING, SOURCES, STORE, WORKER
+from hub.appkeys import CLOCK, CONFIG, METRICS, READ_LIMITS, READING, SOURCES, STORE, WORKER
 from hub.connector import SourceConnector
 from hub.errors import (
     BodyTimeout,
@@ -87,9 +86,8 @@ def _screen(source: SourceConnector, request: web.Request, now: float) -> None:
 async def _read(request: web.Request) -> bytes:
     server = request.app[CONFIG].server
     try:
-        async with asyncio.timeout(server.body_timeout.total_seconds()):
-            async with request.app[READING]:
-                return await request.read()
+        limit = server.body_timeout.total_seconds()
+        return await request.app[READ_LIMITS].within(limit, _read_in_turn(request))
     except TimeoutError:
         raise BodyTimeout(
             f"body not received within server.body_timeout "
@@ -100,6 +98,11 @@ async def _read(request: web.Request) -> bytes:
     except (RequestPayloadError, aiohttp.ClientPayloadError) as error:
         # e.g. a body that is not in the Content-Encoding it claims
         raise InvalidPayload(f"body cannot be read: {error}", field="(body)") from None
+
+
+async def _read_in_turn(request: web.Request) -> bytes:
+    async with request.app[READING]:
+        return await request.read()
 
 
 async def _answer_and_close(request: web.Request, response: web.Response) -> None:
