@@ -1,18 +1,21 @@
 """Delivery: N queued deliveries drained by one worker to a local sink, against the raw
 aiohttp client sending the same N requests, and against saq running the same jobs.
 
-All three send to the same bare receiver (bench/_sink.py) on the other core, 64 at a time.
+All three send to the same bare receiver (bench/_sink.py) on the other core, 64 at a time;
+a Redis server of this machine shares the receiver's core, as in ``bench/e2e.py``
+(``--redis-anywhere`` leaves it where the kernel puts it, taking time from the worker's).
 The hub's deliveries are Inxmail events: each attempt builds the Calenso payload and its
 invitation, POSTs it, and records the outcome atomically in Redis. The raw client and saq
 send a body built once.
 
-    python bench/delivery.py [--jobs 20000]
+    python bench/delivery.py [--jobs 20000] [--redis-anywhere]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -28,6 +31,7 @@ from _common import (
     drop_prefix,
     free_port,
     new_prefix,
+    redis_on_core,
     redis_url,
     run,
     start,
@@ -208,8 +212,12 @@ async def saq_worker(url: str, sink: str, jobs: int, body: bytes) -> float | Non
     return elapsed
 
 
-async def main_async(jobs: int) -> None:
-    with redis_url() as url:
+async def main_async(jobs: int, redis_anywhere: bool) -> None:
+    with redis_url() as url, contextlib.ExitStack() as stack:
+        if not redis_anywhere:
+            pid = stack.enter_context(redis_on_core(url, 1))
+            where = f"on core 1 with the receiver (pid {pid})" if pid else "unpinned"
+            print(f"Redis: {where}", file=sys.stderr, flush=True)
         port = free_port()
         sink_process = start([sys.executable, "bench/_sink.py", str(port)], core=1)
         sink = f"http://127.0.0.1:{port}"
@@ -259,12 +267,15 @@ async def main_async(jobs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument(
+        "--redis-anywhere", action="store_true", help="leave a local Redis server unpinned"
+    )
     args = parser.parse_args()
     configure_logging("warning", "json")
     heap.settle()  # as `hub worker` does; the raw client and saq run in this process too
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {0})  # this process on one core, the receiver on the other
-    run(main_async(args.jobs))
+    run(main_async(args.jobs, args.redis_anywhere))
 
 
 if __name__ == "__main__":
