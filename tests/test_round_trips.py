@@ -319,3 +319,34 @@ async def test_in_a_write_of_every_kind_an_error_reply_reaches_only_its_caller(
     assert await reads("GET", f"{p}:ref") == b"uid-1"
     await batch.close()
     await client.aclose()
+
+
+def test_script_arguments_go_as_the_bytes_hiredis_would_send() -> None:
+    import hiredis
+
+    from hub.store.redis import _wire
+
+    class Text(str):
+        pass
+
+    values = [
+        "hub:x",
+        Text("sub"),
+        b"\x00raw",
+        0,
+        -7,
+        1763770000123,
+        0.5,
+        604800.0,
+        -0.0,
+        1e-07,
+        2.5e300,
+        float("inf"),
+        "Zoë \u2028",
+    ]
+    for value, wired in zip(values, _wire(values), strict=True):
+        assert hiredis.pack_command(("X", wired)) == hiredis.pack_command(("X", value))
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        _wire(["\udcff"])
+    with pytest.raises(ValueError, match="cannot send a list"):
+        _wire([[1]])
