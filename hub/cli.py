@@ -349,10 +349,18 @@ def _serve_processes(config: Config, args: argparse.Namespace) -> int:
     """``--processes N``: N forked processes on one port; the kernel spreads connections.
     SIGTERM or SIGINT to this one is passed to all; it exits 0 if they all do."""
     children = []
+    stops = {signal.SIGTERM, signal.SIGINT}
+    # held back until each side has its handler: a stop that comes while the children
+    # start is passed on, and stops a child that is not serving yet just as cleanly
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     for _ in range(args.processes):
         pid = os.fork()
         if pid == 0:  # a child: one hub process, until its signal
-            os._exit(_serve_one(config, args, reuse_port=True))
+            code = 1
+            try:
+                code = _child(config, args, stops)
+            finally:
+                os._exit(code)
         children.append(pid)
 
     def forward(signum: int, _frame: object) -> None:
@@ -360,10 +368,28 @@ def _serve_processes(config: Config, args: argparse.Namespace) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    for signum in stops:
+        signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
     codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
     return 0 if all(code == 0 for code in codes) else 1
+
+
+def _child(config: Config, args: argparse.Namespace, stops: set[signal.Signals]) -> int:
+    """A forked process of ``--processes``: one hub process. A stop that comes before the
+    server takes over the signals ends it at once, cleanly: nothing was accepted yet."""
+
+    def stop_before_serving(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    for signum in stops:
+        signal.signal(signum, stop_before_serving)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    try:
+        return _serve_one(config, args, reuse_port=True)
+    except SystemExit:
+        log.info("hub.stopped", before="serving")
+        return 0
 
 
 def _serve_one(config: Config, args: argparse.Namespace, *, reuse_port: bool) -> int:

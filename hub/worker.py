@@ -21,9 +21,11 @@ import contextlib
 import logging
 import random
 import time
+import traceback
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -94,6 +96,24 @@ class _Failure(Exception):
         self.retry_after = retry_after
         self.health = health  # what it says of the destination's health
         self.disable = disable  # why the destination must stop receiving, if it must
+
+    def loggable(self) -> dict[str, Any]:
+        """What a log line may say of it: the status, and the text only where the hub
+        wrote it; else the type of what failed. A connector's, a server's or a library's
+        text may quote personal data or a secret (an SMTP server's reply names the
+        recipient, a validation error quotes the payload): it stays in the job's attempts,
+        which the admin API shows, encrypted at rest with the store's keys."""
+        cause = self.__cause__
+        if cause is None:
+            return {"error": self.error, "status": self.status}
+        return {"error_type": type(cause).__name__, "status": self.status}
+
+
+def _where(error: BaseException) -> str:
+    """Where ``error`` was raised: file, line and function of its innermost frames, and
+    not its message (a third party's text, see ``_Failure.loggable``)."""
+    frames = traceback.extract_tb(error.__traceback__)[-3:]
+    return " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
 
 
 def _job_context(job: Job) -> dict[str, Any]:
@@ -453,14 +473,12 @@ class Worker:
             reason = failure.error
             if not failure.permanent:
                 reason = f"gave up after attempt {job.attempt}: {failure.error}"
-            bound.error("job.dead", error=failure.error, status=failure.status, reason=reason)
+            bound.error("job.dead", **failure.loggable(), gave_up=not failure.permanent)
             return attempt, self.store.bury(
                 job, attempt, self.clock.now(), reason, failure.health, failure.disable
             )
         delay = policy.delay(job.attempt, retry_after=failure.retry_after, rng=self.rng)
-        bound.warning(
-            "job.retry", error=failure.error, status=failure.status, retry_in=round(delay, 3)
-        )
+        bound.warning("job.retry", **failure.loggable(), retry_in=round(delay, 3))
         return attempt, self.store.retry(
             job, attempt, started + delay, failure.health, now=self.clock.now()
         )
@@ -479,7 +497,7 @@ class Worker:
         except (NormalizeError, ValueError) as error:
             raise _Failure(f"cannot normalize: {error}", permanent=True) from error
         except Exception as error:
-            bound.exception("dispatch.error")
+            bound.error("dispatch.error", error_type=type(error).__name__, where=_where(error))
             raise _Failure(f"{type(error).__name__}: {error}", permanent=False) from error
 
     async def _normalize_and_route(
@@ -744,7 +762,13 @@ class Worker:
                 f"the message cannot be made ({type(error).__name__})", permanent=True
             ) from error
         except Exception as error:
-            log.exception("deliver.error", job_id=job.id, destination=job.destination)
+            log.error(
+                "deliver.error",
+                job_id=job.id,
+                destination=job.destination,
+                error_type=type(error).__name__,
+                where=_where(error),
+            )
             raise _Failure(
                 f"{type(error).__name__}: {error}", permanent=False, health="fail"
             ) from error

@@ -470,3 +470,66 @@ async def test_a_destination_that_does_not_answer_in_time_is_retried_and_the_nex
     ]
     [state] = await hub.store.destination_states(["inxmail"])
     assert state.in_flight == 0
+
+
+@pytest.mark.parametrize("failure", ["crash", "retryable", "permanent"])
+async def test_a_failures_own_words_stay_out_of_the_logs_and_in_the_job(start_hub, failure) -> None:
+    import structlog
+    from structlog.testing import capture_logs
+
+    from hub.errors import PermanentDelivery, RetryableDelivery
+
+    hub = await start_hub(routes=ONE_MESSAGE)
+    words = "550 <refused.person@example.net>: no such user (token tk_live_0123456789abcdef)"
+
+    async def deliver(delivery: Any) -> Any:
+        if failure == "crash":
+            raise RuntimeError(words)
+        if failure == "retryable":
+            raise RetryableDelivery(words, status=503)
+        raise PermanentDelivery(words, status=422)
+
+    hub.worker.destinations["inxmail"].deliver = deliver  # type: ignore[method-assign]
+    structlog.reset_defaults()
+    with capture_logs() as logs:
+        event_id = await hub.accept(CREATED)
+        assert await hub.worker.drain() == 2
+    written = json.dumps(logs, default=str)
+    assert "refused.person" not in written and "tk_live" not in written
+    outcome = "job.dead" if failure == "permanent" else "job.retry"
+    [line] = [entry for entry in logs if entry["event"] == outcome]
+    kinds = {"crash": "RuntimeError", "retryable": "RetryableDelivery"}
+    assert line["error_type"] == kinds.get(failure, "PermanentDelivery")
+    assert line["status"] == {"crash": None, "retryable": 503, "permanent": 422}[failure]
+    assert line["job_id"].startswith("job_") and line["destination"] == "inxmail"
+    if failure == "crash":
+        [crash] = [entry for entry in logs if entry["event"] == "deliver.error"]
+        assert crash["error_type"] == "RuntimeError" and "test_delivery.py" in crash["where"]
+    # the words are kept where an operator looks a job up: its attempts (the admin API)
+    [job] = [j for j in await hub.store.event_jobs(event_id) if j.kind == "deliver"]
+    assert words in job.attempts[0]["error"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError, ValueError])
+async def test_a_dispatch_failures_own_words_stay_out_of_the_logs(start_hub, error) -> None:
+    import structlog
+    from structlog.testing import capture_logs
+
+    hub = await start_hub()
+    words = "invitee refused.person@example.net is not valid (input_value='+41 79 000 00 00')"
+
+    def normalize(*args: Any, **kwargs: Any) -> Any:
+        raise error(words)
+
+    hub.worker.sources["calendly"].normalize = normalize  # type: ignore[method-assign]
+    structlog.reset_defaults()
+    with capture_logs() as logs:
+        event_id = await hub.accept(CREATED)
+        assert await hub.worker.drain() == 1
+    written = json.dumps(logs, default=str)
+    assert "refused.person" not in written and "+41 79" not in written
+    outcome = "job.dead" if error is ValueError else "job.retry"  # cannot normalize: for good
+    [line] = [entry for entry in logs if entry["event"] == outcome]
+    assert line["error_type"] == error.__name__ and line["kind"] == "dispatch"
+    [job] = await hub.store.event_jobs(event_id)
+    assert words in job.attempts[0]["error"]
