@@ -2,51 +2,123 @@
 
 Counters and histograms count what this process did. The gauges (jobs by state and kind,
 dead letters and open circuits by destination, the oldest due job's age) say how the
-shared store stands: they are read from counts the store keeps, when scraped."""
+shared store stands: they are read from counts the store keeps, when scraped.
+
+The counters and histograms of the hot path (a webhook, a job, a delivery) are counted
+as plain numbers in the event loop's thread and handed to prometheus-client as metric
+families when scraped (a custom collector): a labelled ``Counter.inc`` or a
+``Histogram.observe`` takes a lock and several calls, and a delivery made three of them,
+about 4 % of its instructions. (These series have no ``_created`` sample.)"""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 __all__ = ["Metrics"]
 
 
+# prometheus-client's default buckets, for a histogram that names none
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+
+
+class Tally:
+    """A counter with labels: a count per combination of label values."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str]) -> None:
+        self.name, self.documentation, self.labels = name, documentation, labels
+        self.counts: dict[tuple[str, ...], int] = {}
+
+    def inc(self, *values: str) -> None:
+        self.counts[values] = self.counts.get(values, 0) + 1
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, count in list(self.counts.items()):
+            family.add_metric(list(values), count)
+        return family
+
+
+class Spread:
+    """A histogram without labels: a count per bucket, and the sum."""
+
+    def __init__(
+        self, name: str, documentation: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    ) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = [*sorted(float(b) for b in buckets), float("inf")]
+        self.counts = [0] * len(self.bounds)  # each bucket's own, not cumulative
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1  # value <= bound
+        self.sum += value
+
+    def family(self) -> Metric:
+        cumulative = itertools.accumulate(self.counts)
+        return HistogramMetricFamily(
+            self.name,
+            self.documentation,
+            buckets=[(floatToGoString(b), n) for b, n in zip(self.bounds, cumulative, strict=True)],
+            sum_value=self.sum,
+        )
+
+
+class _Collector:
+    """Hands the tallies and spreads to a registry when it is scraped."""
+
+    def __init__(self, metrics: list[Tally | Spread]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._metrics:
+            yield metric.family()
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self._children: dict[tuple[Any, ...], Any] = {}
         self.registry = registry or CollectorRegistry()
-        self.webhooks = Counter(
+        self.webhooks = Tally(
             "hub_webhooks_total",
             "Webhooks received, by source and outcome (accepted, duplicate, or the error)",
             ["source", "outcome"],
-            registry=self.registry,
         )
-        self.intake_seconds = Histogram(
-            "hub_intake_seconds",
-            "Time from request to answer on POST /hooks/{source}",
-            registry=self.registry,
+        self.intake_seconds = Spread(
+            "hub_intake_seconds", "Time from request to answer on POST /hooks/{source}"
         )
-        self.jobs = Counter(
+        self.jobs = Tally(
             "hub_job_attempts_total",
             "Job attempts by kind and outcome (done, retry, dead)",
             ["kind", "outcome"],
-            registry=self.registry,
         )
-        self.deliveries = Counter(
+        self.deliveries = Tally(
             "hub_deliveries_total",
             "Delivery attempts by destination and outcome (done, retry, dead)",
             ["destination", "outcome"],
-            registry=self.registry,
         )
-        self.delivery_latency = Histogram(
+        self.delivery_latency = Spread(
             "hub_delivery_latency_seconds",
             "Time from the webhook's acceptance to its message's delivery",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
-            registry=self.registry,
+        )
+        self.registry.register(
+            _Collector(
+                [
+                    self.webhooks,
+                    self.intake_seconds,
+                    self.jobs,
+                    self.deliveries,
+                    self.delivery_latency,
+                ]
+            )
         )
         self.job_gauge = Gauge(
             "hub_jobs",
@@ -72,27 +144,18 @@ class Metrics:
             registry=self.registry,
         )
 
-    def _inc(self, counter: Counter, *values: str) -> None:
-        """Count one, the labelled child looked up once per combination (``labels()``
-        validates and locks on every call)."""
-        key = (counter, *values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = counter.labels(*values)
-        child.inc()
-
     def webhook(self, source: str, outcome: str) -> None:
         """Count one webhook by source and outcome."""
-        self._inc(self.webhooks, source, outcome)
+        self.webhooks.inc(source, outcome)
 
     def job(self, kind: str, outcome: str) -> None:
         """Count one job attempt by kind and outcome."""
-        self._inc(self.jobs, kind, outcome)
+        self.jobs.inc(kind, outcome)
 
     def delivered(self, job: Any, outcome: str, now: float) -> None:
         """Count one delivery attempt's outcome; a delivered message's latency since its
         webhook was accepted."""
-        self._inc(self.deliveries, job.destination, outcome)
+        self.deliveries.inc(job.destination, outcome)
         if outcome != "done":
             return
         received = (job.payload.get("event") or {}).get("received_at")

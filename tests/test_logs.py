@@ -86,3 +86,38 @@ def test_jobs_and_deliveries_are_counted_by_their_labels() -> None:
     assert sample("hub_deliveries_total", {"destination": "inxmail", "outcome": "done"}) == 2
     assert sample("hub_deliveries_total", {"destination": "inxmail", "outcome": "retry"}) == 1
     assert sample("hub_webhooks_total", {"source": "calendly", "outcome": "accepted"}) == 1
+
+
+def test_the_hot_paths_counts_read_as_prometheus_clients_own() -> None:
+    """A Tally and a Spread expose what a labelled Counter and a Histogram of
+    prometheus-client would for the same events: the same lines, bounds included."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from hub.metrics import Spread, Tally, _Collector
+
+    bounds = (0.05, 0.1, 1, 10, 86400)
+    values = [0.0, 0.05, 0.0500001, 0.1, 0.7, 1, 9.99, 10, 86400, 86400.5, 1e12]
+    labels = [("inxmail", "done"), ("inxmail", "done"), ("hook", "retry"), ('a\nb"c', "dead")]
+
+    theirs = CollectorRegistry()
+    counter = Counter("x_total", "Doc", ["destination", "outcome"], registry=theirs)
+    histogram = Histogram("x_seconds", "Doc", buckets=bounds, registry=theirs)
+    plain = Histogram("y_seconds", "Doc", registry=theirs)
+    ours = CollectorRegistry()
+    tally = Tally("x_total", "Doc", ["destination", "outcome"])
+    spread, default = Spread("x_seconds", "Doc", buckets=bounds), Spread("y_seconds", "Doc")
+    ours.register(_Collector([tally, spread, default]))
+    for pair in labels:
+        counter.labels(*pair).inc()
+        tally.inc(*pair)
+    for value in values:
+        for theirs_one, ours_one in ((histogram, spread), (plain, default)):
+            theirs_one.observe(value)
+            ours_one.observe(value)
+
+    def lines(registry: CollectorRegistry) -> list[str]:
+        text = generate_latest(registry).decode()
+        return sorted(line for line in text.splitlines() if "_created" not in line)
+
+    assert lines(ours) == lines(theirs)
+    assert 'x_seconds_bucket{le="0.05"} 2.0' in lines(ours)  # 0 and 0.05: le is <=
