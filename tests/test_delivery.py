@@ -472,11 +472,20 @@ async def test_a_destination_that_does_not_answer_in_time_is_retried_and_the_nex
     assert state.in_flight == 0
 
 
-@pytest.mark.parametrize("failure", ["crash", "retryable", "permanent"])
-async def test_a_failures_own_words_stay_out_of_the_logs_and_in_the_job(start_hub, failure) -> None:
+async def _logged_booking(hub: Harness, jobs: int) -> tuple[str, list[dict[str, Any]]]:
+    """Accept the fixture booking and run its jobs: its event id and every log line."""
     import structlog
     from structlog.testing import capture_logs
 
+    structlog.reset_defaults()
+    with capture_logs() as logs:
+        event_id = await hub.accept(CREATED)
+        assert await hub.worker.drain() == jobs
+    return event_id, logs
+
+
+@pytest.mark.parametrize("failure", ["crash", "retryable", "permanent"])
+async def test_a_failures_own_words_stay_out_of_the_logs_and_in_the_job(start_hub, failure) -> None:
     from hub.errors import PermanentDelivery, RetryableDelivery
 
     hub = await start_hub(routes=ONE_MESSAGE)
@@ -490,10 +499,7 @@ async def test_a_failures_own_words_stay_out_of_the_logs_and_in_the_job(start_hu
         raise PermanentDelivery(words, status=422)
 
     hub.worker.destinations["inxmail"].deliver = deliver  # type: ignore[method-assign]
-    structlog.reset_defaults()
-    with capture_logs() as logs:
-        event_id = await hub.accept(CREATED)
-        assert await hub.worker.drain() == 2
+    event_id, logs = await _logged_booking(hub, 2)
     written = json.dumps(logs, default=str)
     assert "refused.person" not in written and "tk_live" not in written
     outcome = "job.dead" if failure == "permanent" else "job.retry"
@@ -512,9 +518,6 @@ async def test_a_failures_own_words_stay_out_of_the_logs_and_in_the_job(start_hu
 
 @pytest.mark.parametrize("error", [RuntimeError, ValueError])
 async def test_a_dispatch_failures_own_words_stay_out_of_the_logs(start_hub, error) -> None:
-    import structlog
-    from structlog.testing import capture_logs
-
     hub = await start_hub()
     words = "invitee refused.person@example.net is not valid (input_value='+41 79 000 00 00')"
 
@@ -522,10 +525,7 @@ async def test_a_dispatch_failures_own_words_stay_out_of_the_logs(start_hub, err
         raise error(words)
 
     hub.worker.sources["calendly"].normalize = normalize  # type: ignore[method-assign]
-    structlog.reset_defaults()
-    with capture_logs() as logs:
-        event_id = await hub.accept(CREATED)
-        assert await hub.worker.drain() == 1
+    event_id, logs = await _logged_booking(hub, 1)
     written = json.dumps(logs, default=str)
     assert "refused.person" not in written and "+41 79" not in written
     outcome = "job.dead" if error is ValueError else "job.retry"  # cannot normalize: for good
