@@ -15,19 +15,15 @@ from __future__ import annotations
 import bisect
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 __all__ = ["Metrics"]
-
-
-# prometheus-client's default buckets, for a histogram that names none
-DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 
 
 class Tally:
@@ -51,10 +47,13 @@ class Spread:
     """A histogram without labels: a count per bucket, and the sum."""
 
     def __init__(
-        self, name: str, documentation: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS,
     ) -> None:
         self.name, self.documentation = name, documentation
-        self.bounds = [*sorted(float(b) for b in buckets), float("inf")]
+        self.bounds = sorted({float(b) for b in buckets} | {float("inf")})
         self.counts = [0] * len(self.bounds)  # each bucket's own, not cumulative
         self.sum = 0.0
 
