@@ -49,6 +49,7 @@ from hub.connector import ConnectorContext
 from hub.ids import new_id
 from hub.logs import configure_logging
 from hub.model import Booking, BookingEvent, Person, booking_uuid
+from hub.outbound import client_session
 from hub.routing import Router
 from hub.store import EndpointPolicy, NewJob
 from hub.store.redis import RedisStore
@@ -140,8 +141,8 @@ async def hub_worker(url: str, sink: str, jobs: int, kind: str) -> float:
 async def drain(store: RedisStore, sink: str, kind: str) -> tuple[float, int]:
     """Run one worker (IN_FLIGHT at a time) until nothing is due or in flight; return the
     seconds it took and how many jobs died."""
-    connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    # the hub's own session (its timeouts, its headers), with the raw client's pool
+    async with client_session(aiohttp.TCPConnector(limit=IN_FLIGHT)) as http:
         context = ConnectorContext(http=http, clock=SystemClock(), store=store)
         if kind == "inxmail":
             destination: Any = Inxmail("inxmail", inxmail(sink), context)

@@ -36,6 +36,7 @@ def _phase(phase: str, kind: str, jobs: int, prefix: str, url: str, sink: str) -
     import orjson
     from _common import run
 
+    from hub import heap
     from hub.ids import new_id
     from hub.logs import configure_logging
     from hub.store import EndpointPolicy, NewJob
@@ -74,6 +75,7 @@ def _phase(phase: str, kind: str, jobs: int, prefix: str, url: str, sink: str) -
                 raise SystemExit(f"{dead} deliveries failed")
         await store.close()
 
+    heap.settle()  # as `hub serve` and `hub worker` do, for the worker and the raw client
     run(go())
 
 

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import aiohttp
 import pluggy
 import structlog
 from aiohttp import web
@@ -35,6 +34,7 @@ from hub.ics import invitation
 from hub.intake import receive
 from hub.metrics import Metrics
 from hub.model import Booking
+from hub.outbound import client_session
 from hub.plugins import get_plugin_manager
 from hub.routing import Router
 from hub.runtime import build_destinations, build_sources
@@ -91,10 +91,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http(app: web.Application) -> AsyncIterator[None]:
-    session = aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=None, connect=10),
-        headers={"User-Agent": "hub"},
-    )
+    session = client_session()
     app[HTTP] = session
     context = ConnectorContext(http=session, clock=app[CLOCK], store=app[STORE])
     app[DESTINATIONS] = build_destinations(app[CONFIG], app[PLUGINS], context)

@@ -18,6 +18,7 @@ from hub.errors import PermanentDelivery, RetryableDelivery
 __all__ = [
     "RESPONSE_EXCERPT",
     "check_public",
+    "client_session",
     "parse_retry_after",
     "post_json",
     "redirect_refused",
@@ -26,6 +27,22 @@ __all__ = [
 RESPONSE_EXCERPT = 1024  # bytes of a response body kept with an attempt
 # Client errors that may succeed later: timeout, conflict, too early, too many requests.
 _RETRYABLE_4XX = {408, 409, 425, 429}
+
+
+# A socket that does not connect within this many seconds fails the attempt (retried).
+CONNECT_TIMEOUT = 10.0
+
+
+def client_session(connector: aiohttp.BaseConnector | None = None) -> aiohttp.ClientSession:
+    """The session the hub's outbound requests go through. Its only limit of its own is on
+    connecting a socket: a delivery is bounded as a whole by its destination's ``timeout``
+    (the worker's), a source's API call by its own. No per-request limit here, so a request
+    over a pooled connection arms no timer (aiohttp's ``total`` and ``connect`` each would)."""
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
+        headers={"User-Agent": "hub"},
+    )
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
