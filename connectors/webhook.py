@@ -57,11 +57,19 @@ def _key(secret: SecretStr) -> bytes:
     return base64.b64decode(secret.get_secret_value().removeprefix("whsec_"), validate=True)
 
 
-def sign(key: bytes, msg_id: bytes, timestamp: int, body: bytes) -> str:
-    """A Standard Webhooks v1 signature: base64 of HMAC-SHA256 over ``id.timestamp.body``,
-    made on the bytes that go out (the tests check it with the standardwebhooks library)."""
-    digest = hmac.digest(key, b"%s.%d.%s" % (msg_id, timestamp, body), "sha256")
-    return "v1," + base64.b64encode(digest).decode()
+def signer(key: bytes) -> hmac.HMAC:
+    """The HMAC-SHA256 state of ``key``, made once: ``sign`` continues a copy of it, which
+    spares each signature looking the digest up and hashing the key again."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def sign(keyed: hmac.HMAC, msg_id: bytes, timestamp: int, body: bytes) -> str:
+    """A Standard Webhooks v1 signature: base64 of HMAC-SHA256 over ``id.timestamp.body``
+    under the key of ``keyed`` (``signer``), made on the bytes that go out (the tests check
+    it with the standardwebhooks library)."""
+    mac = keyed.copy()
+    mac.update(b"%s.%d.%s" % (msg_id, timestamp, body))
+    return "v1," + base64.b64encode(mac.digest()).decode()
 
 
 def _whsec(value: SecretStr) -> SecretStr:
@@ -113,7 +121,7 @@ class WebhookDestination(DestinationConnector):
         self, destination: str, config: WebhookDestinationConfig, context: ConnectorContext
     ):
         super().__init__(destination, config, context)
-        self._keys = [_key(s) for s in config.secrets]
+        self._signers = [signer(_key(s)) for s in config.secrets]
         self._url = str(config.url)
         self._fields: dict[str, dict[str, Expression]] = {}
 
@@ -150,7 +158,7 @@ class WebhookDestination(DestinationConnector):
         headers = {
             "webhook-id": delivery.id,
             "webhook-timestamp": str(seconds),
-            "webhook-signature": " ".join(sign(k, msg_id, seconds, data) for k in self._keys),
+            "webhook-signature": " ".join(sign(k, msg_id, seconds, data) for k in self._signers),
         }
         return await post_json(
             self.context.http,

@@ -146,7 +146,9 @@ class _JobLog:
         return _JobLog(self._job, {**(self._extra or {}), **extra})
 
     def _line(self, level: int, method: str, event: str, fields: dict[str, Any]) -> None:
-        if log.is_enabled_for(level):  # as the line itself would decide
+        # as the line itself would decide; through the proxy's cached logger (``bind()``),
+        # not its ``__getattr__``, which fails a lookup and binds anew on every call
+        if log.bind().is_enabled_for(level):
             context = _job_context(self._job)
             if self._extra:
                 context.update(self._extra)
@@ -313,8 +315,10 @@ class Worker:
             self._wake.set()
 
     async def _pause(self, seconds: float) -> None:
+        # asyncio.timeout rather than wait_for: no task of its own for every pause
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _shutdown(self) -> None:
         if self._tasks:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 
-from connectors.webhook import _key, sign
+from connectors.webhook import _key, sign, signer
 from hub.model import BookingEvent
 from hub.schemas import validator
 
@@ -42,7 +42,13 @@ def test_the_hubs_signatures_are_the_libraries(msg_id: str, body: bytes) -> None
     moment = 1614265330
     for secret in (OLD, NEW):
         expected = Webhook(secret).sign(msg_id, datetime.fromtimestamp(moment, UTC), body.decode())
-        assert sign(_key(SecretStr(secret)), msg_id.encode(), moment, body) == expected
+        keyed = signer(_key(SecretStr(secret)))
+        # the keyed state is only copied: it signs the next message as it did the first
+        assert sign(keyed, msg_id.encode(), moment, body) == expected
+        assert sign(keyed, b"msg_other", moment, b"{}") == Webhook(secret).sign(
+            "msg_other", datetime.fromtimestamp(moment, UTC), "{}"
+        )
+        assert sign(keyed, msg_id.encode(), moment, body) == expected
 
 
 async def start(start_hub, sink, **overrides):
