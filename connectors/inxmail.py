@@ -300,7 +300,7 @@ def _stored_event(delivery: Delivery) -> tuple[BookingEvent, dict[str, Any]]:
         return delivery.event, {}
     latest = _LATEST.get(key)
     if latest is None:
-        latest = delivery.event, {}  # refused here as ever if it does not parse
+        latest = delivery.event_from(key), {}  # refused here as ever if it does not parse
         if len(_LATEST) >= _LATEST_KEPT:
             del _LATEST[next(iter(_LATEST))]
         _LATEST[key] = latest
