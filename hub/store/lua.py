@@ -594,10 +594,10 @@ end
 local released, handed = nil, {}
 local dispatch = kind == 'dispatch'
 if kind == 'deliver' and outcome ~= 'release' then
-  -- deliveries per minute by outcome, kept two hours
+  -- deliveries per minute by outcome, kept two hours (from the minute's first of an
+  -- outcome, which made the key or a field of it)
   local rk = p .. 'rate:' .. math.floor(now / 60000)
-  redis.call('HINCRBY', rk, outcome, '1')
-  redis.call('EXPIRE', rk, '7200')
+  if redis.call('HINCRBY', rk, outcome, '1') == 1 then redis.call('EXPIRE', rk, '7200') end
   if dest and dest ~= '' then
     local w = gated and dest_of(dest).w or {}
     if outcome == 'done' then
