@@ -68,7 +68,7 @@ async def measure(url: str, sink: str, jobs: int) -> tuple[float, float, float]:
     drained, _ = await drain(store, sink, "hook")
     await store.close()
     drop_prefix(url, prefix)
-    return payload_bytes, per_job, drained
+    return payload_bytes, per_job, drained.seconds
 
 
 def main() -> None:
