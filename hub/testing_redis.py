@@ -286,8 +286,7 @@ def counting_writes(client: Any) -> list[int]:
     pool = client.connection_pool
     taken = pool.get_connection
 
-    async def get_connection(*args: Any) -> Any:
-        connection = await taken(*args)
+    def counted(connection: Any) -> Any:
         if "send_packed_command" not in vars(connection):  # not counted yet
             sent = connection.send_packed_command
 
@@ -298,5 +297,11 @@ def counting_writes(client: Any) -> list[int]:
             connection.send_packed_command = send_packed_command
         return connection
 
+    async def get_connection(*args: Any) -> Any:
+        return counted(await taken(*args))
+
+    # those the pool holds now, a sender's kept connection among them, and those to come
+    for connection in [*pool._available_connections, *pool._in_use_connections]:
+        counted(connection)
     pool.get_connection = get_connection
     return writes

@@ -85,3 +85,26 @@ async def test_a_connection_failure_reaches_every_caller() -> None:
     outcomes = await asyncio.gather(reads("GET", "a"), reads("GET", "b"), return_exceptions=True)
     assert all(isinstance(o, RedisConnectionError) for o in outcomes)
     await client.aclose()
+
+
+async def test_a_kept_connection_the_server_closed_is_not_written_to(redis_prefix) -> None:
+    """The connection of one round trip is kept for the next; one that Redis closed in
+    between (a restart, its idle timeout, CLIENT KILL) is left to the pool, which connects
+    anew: the next call is answered, without a retry to hide a failed write."""
+    client = aioredis.Redis.from_url(REDIS_URL, retry=Retry(NoBackoff(), 0))
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    await client.set(f"{redis_prefix}:ref", "uid-1")
+    reads = Reads(client)
+    first = await reads("CLIENT ID")
+    assert await reads("CLIENT ID") == first  # kept between round trips
+    await admin.client_kill_filter(_id=first)
+    kept = reads._sender._kept
+    async with asyncio.timeout(5):  # until the closed socket reaches this process
+        while not kept._reader.at_eof():  # noqa: ASYNC110 (the socket says when)
+            await asyncio.sleep(0.01)
+    assert await reads("GET", f"{redis_prefix}:ref") == b"uid-1"
+    assert await reads("CLIENT ID") != first
+    await reads.close()
+    assert reads._sender._kept is None
+    await client.aclose()
+    await admin.aclose()

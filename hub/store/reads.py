@@ -146,6 +146,15 @@ class Sender(_Queue):
         super().__init__()
         self._client = client
         self._pool = client.connection_pool
+        # The connection of the last round trip, kept for the next: one round trip is out
+        # at a time, and the pool's checks and bookkeeping cost as much as a small write.
+        self._kept: Any = None
+
+    async def close(self) -> None:
+        await super().close()
+        if self._kept is not None:
+            connection, self._kept = self._kept, None
+            await self._pool.release(connection)
 
     async def _send(self, calls: list[tuple[TurnBatch, Any]]) -> list[Any]:
         kinds = [kind for kind, _ in calls]
@@ -203,7 +212,15 @@ class Sender(_Queue):
         error the connection's retry policy sends them again, as a pipeline would (the
         clients of ``client_for`` have none); without it they are sent once."""
         pool = self._pool
-        connection = await pool.get_connection()
+        connection, self._kept = self._kept, None
+        if connection is not None and not _still_open(pool, connection):
+            # closed, so that the pool connects it anew (its own check before it hands a
+            # connection out misses a socket the server closed)
+            await connection.disconnect(nowait=True)
+            await pool.release(connection)
+            connection = None
+        if connection is None:
+            connection = await pool.get_connection()
         try:
             if resend:
                 replies = await connection.retry.call_with_retry(
@@ -212,8 +229,10 @@ class Sender(_Queue):
                 )
             else:
                 replies = await self._exchange(connection, commands)
-        finally:
+        except BaseException:
             await pool.release(connection)
+            raise
+        self._kept = connection
         callbacks = self._client.response_callbacks
         for i, reply in enumerate(replies):
             callback = callbacks.get(commands[i][0])
@@ -252,6 +271,23 @@ class Sender(_Queue):
         except BaseException:
             await connection.disconnect(nowait=True)  # replies may be left unread
             raise
+
+
+def _still_open(pool: Any, connection: Any) -> bool:
+    """Whether a connection kept since the last round trip can take the next as it is: the
+    server has not closed it meanwhile and, under Sentinel, it is the current primary's."""
+    writer = getattr(connection, "_writer", None)
+    reader = getattr(connection, "_reader", None)
+    return (
+        writer is not None
+        and reader is not None
+        and not writer.transport.is_closing()
+        and not reader.at_eof()
+        and (
+            not getattr(pool, "is_master", False)  # under Sentinel: the current primary's
+            or pool.master_address == (connection.host, connection.port)
+        )
+    )
 
 
 class Reads(TurnBatch):
