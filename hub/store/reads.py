@@ -27,7 +27,6 @@ the turn instead of one each.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import math
 from typing import Any
@@ -36,6 +35,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
+from hub.deadlines import Deadlines
 from hub.errors import StoreUnavailable
 
 __all__ = ["Reads", "Sender", "TurnBatch", "sender_for"]
@@ -149,6 +149,7 @@ class Sender(_Queue):
         # The connection of the last round trip, kept for the next: one round trip is out
         # at a time, and the pool's checks and bookkeeping cost as much as a small write.
         self._kept: Any = None
+        self._deadlines = Deadlines()  # the read timeouts of its round trips, one timer
 
     async def close(self) -> None:
         await super().close()
@@ -241,8 +242,7 @@ class Sender(_Queue):
                 replies[i] = await reply if inspect.isawaitable(reply) else reply
         return replies
 
-    @staticmethod
-    async def _exchange(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def _exchange(self, connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
         packed: list[bytes] = []
         replies: list[Any] = []
         for command in commands:
@@ -252,25 +252,31 @@ class Sender(_Queue):
             except Exception as error:  # its caller's mistake, not the write's
                 replies.append(error)
         # One socket timeout for the whole batch of replies rather than a timer for each
-        # (``math.inf`` turns redis-py's own off).
+        # (``math.inf`` turns redis-py's own off), kept by the sender's one loop timer.
         limit = connection.socket_timeout
         try:
             if packed:
                 await connection.send_packed_command([b"".join(packed)])
+            read = _read_replies(connection, replies)
             try:
-                async with asyncio.timeout(limit) if limit else contextlib.nullcontext():
-                    for i, reply in enumerate(replies):
-                        if reply is _UNREAD:
-                            try:
-                                replies[i] = await connection.read_response(timeout=math.inf)
-                            except ResponseError as error:
-                                replies[i] = error
+                await (self._deadlines.within(limit, read) if limit else read)
             except TimeoutError:
                 raise RedisTimeout(f"Timeout reading from Redis ({limit} s)") from None
             return replies
         except BaseException:
             await connection.disconnect(nowait=True)  # replies may be left unread
             raise
+
+
+async def _read_replies(connection: Any, replies: list[Any]) -> None:
+    """The replies still ``_UNREAD`` in ``replies``, read in order into their places; an
+    error reply is its command's exception."""
+    for i, reply in enumerate(replies):
+        if reply is _UNREAD:
+            try:
+                replies[i] = await connection.read_response(timeout=math.inf)
+            except ResponseError as error:
+                replies[i] = error
 
 
 def _still_open(pool: Any, connection: Any) -> bool:
