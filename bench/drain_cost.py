@@ -11,7 +11,9 @@ at full speed: compare checkouts with each other, not with ``bench/delivery.py``
     python bench/drain_cost.py [--kind webhook] [--checkout DIR ...] [--jobs 200 1200]
 
 ``--checkout`` measures another tree's code (a ``git worktree`` of another revision, say)
-in the same run; each gets a row.
+in the same run; each gets a row. ``--kind round-trip`` counts instead one store read per
+round trip (``get_event`` of a missing event, one after the other), against redis-py's
+client making the same HGETALL: what the store's batching costs a call at low traffic.
 """
 
 from __future__ import annotations
@@ -49,7 +51,17 @@ def _phase(phase: str, kind: str, jobs: int, prefix: str, url: str, sink: str) -
     async def go() -> None:
         policy = {kind: EndpointPolicy(circuit=False)}
         store = RedisStore.from_url(url, prefix=prefix, endpoints=policy)
-        if phase == "raw":
+        if kind == "round-trip":  # one store read at a time, or redis-py's own (raw)
+            import redis.asyncio as aioredis
+
+            client = aioredis.Redis.from_url(url)
+            for _ in range(jobs if phase != "enqueue" else 0):
+                if phase == "raw":
+                    await client.hgetall(f"{prefix}event:missing")
+                else:
+                    await store.get_event("missing")
+            await client.aclose()
+        elif phase == "raw":
             body = orjson.dumps(delivery.event(0).to_json())
             await delivery.raw_client(sink, jobs, body)
         elif phase == "enqueue":
@@ -109,7 +121,12 @@ def instructions(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--kind", choices=["webhook", "inxmail"], default="webhook")
+    parser.add_argument(
+        "--kind",
+        choices=["webhook", "inxmail", "round-trip"],
+        default="webhook",
+        help="round-trip: one store read (HGETALL) per round trip, against redis-py's",
+    )
     parser.add_argument("--jobs", type=int, nargs=2, default=[200, 1200])
     parser.add_argument("--checkout", type=Path, action="append", default=[])
     parser.add_argument("--phase", choices=["enqueue", "drain", "raw"], help=argparse.SUPPRESS)
@@ -125,7 +142,9 @@ def main() -> None:
 
     checkouts = [c.resolve() for c in args.checkout] or [HERE.parent]
     small, large = sorted(args.jobs)
-    rows = [["run", "instructions per job", "raw client / this"]]
+    trips = args.kind == "round-trip"
+    unit, base = ("call", "redis-py") if trips else ("job", "raw client")
+    rows = [["run", f"instructions per {unit}", f"{base} / this"]]
     with redis_url() as url:
         port = free_port()
         sink_process = start([sys.executable, "bench/_sink.py", str(port)], core=1)
@@ -140,12 +159,22 @@ def main() -> None:
                 return (counts[1] - counts[0]) / (large - small)
 
             baseline = per_job(HERE.parent, raw=True)
-            rows.append(["raw aiohttp client, the same requests", f"{baseline:,.0f}", "1.00x"])
+            rows.append(
+                [
+                    "redis-py client, the same reads"
+                    if trips
+                    else "raw aiohttp client, the same requests",
+                    f"{baseline:,.0f}",
+                    "1.00x",
+                ]
+            )
             for checkout in checkouts:
                 cost = per_job(checkout)
                 rows.append(
                     [
-                        f"hub worker, {args.kind} ({checkout})",
+                        f"hub store, a read a round trip ({checkout})"
+                        if trips
+                        else f"hub worker, {args.kind} ({checkout})",
                         f"{cost:,.0f}",
                         f"{baseline / cost:.2f}x",
                     ]
