@@ -108,3 +108,40 @@ async def test_a_kept_connection_the_server_closed_is_not_written_to(redis_prefi
     assert reads._sender._kept is None
     await client.aclose()
     await admin.aclose()
+
+
+async def test_closing_gives_back_the_connection_of_a_round_trip_queued_behind_another(
+    redis_prefix,
+) -> None:
+    """close() waits for the round trip out and for the one queued behind it, whose
+    connection goes back to the pool, as does any taken after close."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    reads = Reads(client)
+    await reads("PING")  # a connection kept
+    blocked = asyncio.ensure_future(reads("BLPOP", f"{redis_prefix}:wake", 10))
+    async with asyncio.timeout(5):  # until Redis holds the BLPOP
+        while not any(c.get("cmd") == "blpop" for c in await admin.client_list()):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(reads("PING"))  # waits for the BLPOP's answer
+    closing = asyncio.ensure_future(reads.close())
+    await asyncio.sleep(0)  # close() is under way before the BLPOP answers
+    await admin.lpush(f"{redis_prefix}:wake", "x")
+    assert await blocked == (f"{redis_prefix}:wake".encode(), b"x")
+    assert await queued is True
+    await closing
+    assert await reads("PING") is True  # after close: answered, the connection given back
+    pool = client.connection_pool
+    assert reads._sender._kept is None and not pool._in_use_connections
+    await client.aclose()
+    await admin.aclose()
+
+
+async def test_a_pool_of_one_connection_is_not_kept_from_its_other_users(redis_prefix) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL + "?max_connections=1")
+    reads = Reads(client)
+    assert await reads("PING") is True
+    assert await client.ping() is True  # the pool's one connection is free again
+    assert await reads("PING") is True
+    await reads.close()
+    await client.aclose()

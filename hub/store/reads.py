@@ -41,6 +41,7 @@ from hub.errors import StoreUnavailable
 __all__ = ["Reads", "Sender", "TurnBatch", "sender_for"]
 
 _UNREAD = object()  # a reply still to be read
+_KEEP_FROM = 8  # the fewest connections a pool must allow for a sender to keep one
 
 
 class _Queue:
@@ -148,11 +149,17 @@ class Sender(_Queue):
         self._pool = client.connection_pool
         # The connection of the last round trip, kept for the next: one round trip is out
         # at a time, and the pool's checks and bookkeeping cost as much as a small write.
+        # A pool of a few connections (max_connections in the store's URL) gets it back
+        # after each round trip: its other users may need it.
         self._kept: Any = None
+        self._keeps = (getattr(self._pool, "max_connections", 0) or 0) >= _KEEP_FROM
+        self._closed = False
         self._deadlines = Deadlines()  # the read timeouts of its round trips, one timer
 
     async def close(self) -> None:
-        await super().close()
+        self._closed = True  # from now on, a round trip gives its connection back
+        while self._flushes:  # those started meanwhile too (calls queued behind one)
+            await super().close()
         if self._kept is not None:
             connection, self._kept = self._kept, None
             await self._pool.release(connection)
@@ -233,7 +240,10 @@ class Sender(_Queue):
         except BaseException:
             await pool.release(connection)
             raise
-        self._kept = connection
+        if self._keeps and not self._closed:
+            self._kept = connection
+        else:
+            await pool.release(connection)
         callbacks = self._client.response_callbacks
         for i, reply in enumerate(replies):
             callback = callbacks.get(commands[i][0])
@@ -289,6 +299,7 @@ def _still_open(pool: Any, connection: Any) -> bool:
         and reader is not None
         and not writer.transport.is_closing()
         and not reader.at_eof()
+        and not connection.should_reconnect()  # a maintenance notice moved its endpoint
         and (
             not getattr(pool, "is_master", False)  # under Sentinel: the current primary's
             or pool.master_address == (connection.host, connection.port)
