@@ -65,7 +65,7 @@ class Deadlines:
             if task in self._expired:  # ran out as it ended: take our cancellation back
                 self._expired.discard(task)
                 task.uncancel()
-            del self._limits[task]
+            self._limits.pop(task, None)  # (gone already if its loop was closed meanwhile)
 
     def expire(self) -> int:
         """Cancel the tasks whose limit has passed (the timer does this at each limit);
@@ -78,8 +78,11 @@ class Deadlines:
         now = self._now(loop)
         nearest = _NEVER
         cancelled = 0
-        for task, limit in self._limits.items():
-            if limit > now:
+        for task, limit in list(self._limits.items()):
+            if task.get_loop().is_closed():  # left behind by a closed loop: none to cancel
+                del self._limits[task]
+                self._expired.discard(task)
+            elif limit > now:
                 nearest = min(nearest, limit)
             elif task not in self._expired and not task.done():
                 self._expired.add(task)

@@ -107,3 +107,29 @@ async def test_one_limit_at_a_time_per_task() -> None:
 
     with pytest.raises(RuntimeError, match="one limit at a time"):
         await nested()
+
+
+def test_a_task_left_in_a_closed_loop_does_not_stop_the_next_loops_limits() -> None:
+    """A task still inside ``within`` when its loop was closed (never cancelled) has
+    nothing left to cancel: the limits of the tasks of a later loop still run out."""
+    clock = Clock()
+    deadlines = Deadlines(clock)
+    first = asyncio.new_event_loop()
+    stuck = first.create_task(deadlines.within(5, first.create_future()))
+    first.run_until_complete(asyncio.sleep(0))  # the task waits inside `within`
+    first.close()
+    assert not stuck.done()
+
+    async def later() -> None:
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(deadlines.within(5, never))
+        await asyncio.sleep(0)
+        clock.now += 10  # both limits have passed
+        assert deadlines.expire() == 1
+        with pytest.raises(TimeoutError):
+            await task
+        assert len(deadlines) == 0
+
+    asyncio.run(later())
+    stuck.get_coro().close()  # what is left of it, ended without its loop
+    stuck._log_destroy_pending = False  # left pending on purpose: asyncio need not say so
