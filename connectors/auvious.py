@@ -36,7 +36,13 @@ from hub.connector import (
 )
 from hub.errors import PermanentDelivery, RetryableDelivery
 from hub.model import Booking, BookingEvent
-from hub.outbound import RESPONSE_EXCERPT, check_public, parse_retry_after, redirect_refused
+from hub.outbound import (
+    RESPONSE_EXCERPT,
+    check_public,
+    parse_retry_after,
+    redirect_refused,
+    request_failed,
+)
 from hub.secrets import Credential
 from hub.units import Duration
 
@@ -163,7 +169,7 @@ class Auvious(DestinationConnector):
         if config.deny_private_networks:
             await check_public(url)
         try:
-            async with self.context.http.post(
+            async with self.context.session(config.deny_private_networks).post(
                 url, params=params, allow_redirects=False
             ) as response:
                 text = (await response.content.read(_MAX_BODY)).decode(errors="replace")
@@ -185,7 +191,7 @@ class Auvious(DestinationConnector):
                     )
                 token = orjson.loads(text)
         except aiohttp.ClientError as error:
-            raise RetryableDelivery(f"token endpoint: {type(error).__name__}: {error}") from error
+            raise request_failed(error, "token endpoint: ") from error
         except ValueError as error:
             raise RetryableDelivery("the token endpoint's answer is not JSON") from error
         if not isinstance(token, dict) or not token.get("access_token"):
@@ -212,7 +218,7 @@ class Auvious(DestinationConnector):
             if self.config.deny_private_networks:
                 await check_public(self._base + path)
             try:
-                async with self.context.http.request(
+                async with self.context.session(self.config.deny_private_networks).request(
                     method, self._base + path, data=data, headers=headers, allow_redirects=False
                 ) as response:
                     text = (await response.content.read(_MAX_BODY)).decode(errors="replace")
@@ -225,7 +231,7 @@ class Auvious(DestinationConnector):
                         response.headers.get("Retry-After"), self.context.clock.now()
                     )
             except aiohttp.ClientError as error:
-                raise RetryableDelivery(f"{type(error).__name__}: {error}") from error
+                raise request_failed(error) from error
             if status == 401 and refused is None:
                 refused = token  # it may have been revoked: once more with a new one
                 continue

@@ -91,12 +91,13 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http(app: web.Application) -> AsyncIterator[None]:
-    session = client_session()
+    session, public = client_session(), client_session(public_only=True)
     app[HTTP] = session
-    context = ConnectorContext(http=session, clock=app[CLOCK], store=app[STORE])
+    context = ConnectorContext(http=session, clock=app[CLOCK], store=app[STORE], public_http=public)
     app[DESTINATIONS] = build_destinations(app[CONFIG], app[PLUGINS], context)
     yield
     await session.close()
+    await public.close()
 
 
 def store_from_config(config: Config) -> Store:

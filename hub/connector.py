@@ -263,6 +263,15 @@ class ConnectorContext:
     http: aiohttp.ClientSession
     clock: Clock
     store: Store | None = None
+    # the session that connects to public addresses only (``deny_private_networks``)
+    public_http: aiohttp.ClientSession | None = None
+
+    def session(self, public_only: bool) -> aiohttp.ClientSession:
+        """The session for a destination: the one that connects to public addresses only
+        when it denies private networks (and there is one), else the shared one."""
+        if public_only and self.public_http is not None:
+            return self.public_http
+        return self.http
 
     def memory(self, destination: str) -> Memory:
         """The memory of one destination."""

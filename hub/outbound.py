@@ -11,17 +11,22 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from hub.connector import DeliveryResult
 from hub.errors import PermanentDelivery, RetryableDelivery
 
 __all__ = [
     "RESPONSE_EXCERPT",
+    "PrivateAddress",
+    "PublicResolver",
     "check_public",
     "client_session",
     "parse_retry_after",
     "post_json",
     "redirect_refused",
+    "request_failed",
 ]
 
 RESPONSE_EXCERPT = 1024  # bytes of a response body kept with an attempt
@@ -33,11 +38,48 @@ _RETRYABLE_4XX = {408, 409, 425, 429}
 CONNECT_TIMEOUT = 10.0
 
 
-def client_session(connector: aiohttp.BaseConnector | None = None) -> aiohttp.ClientSession:
+class PrivateAddress(OSError):
+    """A host that resolves to no public address, for a destination that sends to public
+    addresses only."""
+
+
+def _refusal(host: str, ip: object) -> str:
+    return f"{host} resolves to {ip}, a private address, and deny_private_networks is set"
+
+
+class PublicResolver(AbstractResolver):
+    """aiohttp's resolver, keeping only public addresses: a host with none left is refused
+    (``PrivateAddress``). The addresses a connection is made to are the ones checked, so
+    a name that resolved to a public address for ``check_public`` and to a private one a
+    moment later (DNS rebinding) is refused too."""
+
+    def __init__(self) -> None:
+        self._resolver = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._resolver.resolve(host, port, family)
+        public = [r for r in found if ipaddress.ip_address(r["host"]).is_global]
+        if found and not public:
+            raise PrivateAddress(_refusal(host, found[0]["host"]))
+        return public
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+def client_session(
+    connector: aiohttp.BaseConnector | None = None, *, public_only: bool = False
+) -> aiohttp.ClientSession:
     """The session the hub's outbound requests go through. Its only limit of its own is on
     connecting a socket: a delivery is bounded as a whole by its destination's ``timeout``
     (the worker's), a source's API call by its own. No per-request limit here, so a request
-    over a pooled connection arms no timer (aiohttp's ``total`` and ``connect`` each would)."""
+    over a pooled connection arms no timer (aiohttp's ``total`` and ``connect`` each would).
+    ``public_only``: it connects to public addresses only (``PublicResolver``), for the
+    destinations with ``deny_private_networks``; its pooled connections are its own."""
+    if public_only and connector is None:
+        connector = aiohttp.TCPConnector(resolver=PublicResolver())
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
@@ -70,9 +112,17 @@ async def check_public(url: str) -> None:
     for *_, address in found:
         ip = ipaddress.ip_address(address[0])
         if not ip.is_global:
-            raise PermanentDelivery(
-                f"{host} resolves to {ip}, a private address, and deny_private_networks is set"
-            )
+            raise PermanentDelivery(_refusal(host, ip))
+
+
+def request_failed(error: aiohttp.ClientError, what: str = "") -> Exception:
+    """What a request that failed without an answer means for the attempt: a host found
+    to be private as it was connected to is permanent, anything else may pass."""
+    if isinstance(error, aiohttp.ClientConnectorError) and isinstance(
+        error.os_error, PrivateAddress
+    ):
+        return PermanentDelivery(str(error.os_error))
+    return RetryableDelivery(f"{what}{type(error).__name__}: {error}")
 
 
 def redirect_refused(url: str, status: int, location: str | None, excerpt: str) -> None:
@@ -113,7 +163,7 @@ async def post_json(
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
             location = response.headers.get("Location")
     except aiohttp.ClientError as error:
-        raise RetryableDelivery(f"{type(error).__name__}: {error}") from error
+        raise request_failed(error) from error
     if 300 <= status < 400:
         redirect_refused(url, status, location, excerpt)
     if 200 <= status < 300:

@@ -68,3 +68,44 @@ def test_a_traceback_shows_no_local_variables(fmt) -> None:
     assert "mara.keller" not in text
     if fmt == "json":
         assert json.loads(text)["job_id"] == "job_1"
+
+
+async def test_a_public_only_session_refuses_a_private_address_as_it_connects(sink) -> None:
+    """The addresses checked are the ones connected to: a name that passed the check
+    before and resolves to a private address now (DNS rebinding) is refused all the same.
+    Here the check before is left out, and the session alone refuses the loopback."""
+    from hub.errors import PermanentDelivery
+    from hub.outbound import PrivateAddress, PublicResolver, client_session, post_json
+
+    with pytest.raises(PrivateAddress, match=r"^localhost resolves to (127\.0\.0\.1|::1), a"):
+        await PublicResolver().resolve("localhost", 80)
+    url = sink.url.replace("127.0.0.1", "localhost") + "/in"
+    async with client_session(public_only=True) as public:
+        with pytest.raises(PermanentDelivery, match=r"^localhost resolves to .*, a private "):
+            await post_json(public, url, b"{}", now=0.0)
+    async with client_session() as shared:  # the shared session still connects to it
+        assert (await post_json(shared, url, b"{}", now=0.0)).status == 202
+    assert len(sink.requests) == 1
+
+
+async def test_a_destination_denying_private_networks_sends_through_the_public_session(
+    start_hub, sink
+) -> None:
+    hub = await start_hub(
+        destinations__hooks={
+            "connector": "webhook",
+            "url": sink.url.replace("127.0.0.1", "localhost") + "/in",
+            "secrets": [NEW, OLD],
+            "deny_private_networks": True,
+        },
+        routes=[{"name": "all", "on": ["booking_confirmed"], "send": [{"to": "hooks"}]}],
+    )
+    hooks = hub.worker.destinations["hooks"]
+    assert hooks.context.session(True) is hooks.context.public_http is not None
+    assert hooks.context.session(False) is hooks.context.http
+    await hub.accept("calendly/invitee_created.json")
+    await hub.worker.drain()
+    assert sink.requests == []
+    [dead] = await hub.store.dead_letters()
+    assert dead.reason.startswith("localhost resolves to")
+    assert "a private address, and deny_private_networks is set" in dead.reason
