@@ -18,6 +18,14 @@ class Clock:
         return self.now
 
 
+async def waiting(deadlines: Deadlines, seconds: float = 5) -> asyncio.Task[None]:
+    """A task awaiting, within ``seconds``, what never comes: started and waiting."""
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(deadlines.within(seconds, never))
+    await asyncio.sleep(0)
+    return task
+
+
 async def test_a_limit_that_runs_out_is_a_timeout_and_the_others_run_on() -> None:
     clock = Clock()
     deadlines = Deadlines(clock)
@@ -53,9 +61,7 @@ async def test_the_loop_timer_fires_at_the_nearest_limit() -> None:
 async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
     clock = Clock()
     deadlines = Deadlines(clock)
-    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(deadlines.within(5, never))
-    await asyncio.sleep(0)
+    task = await waiting(deadlines)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -65,9 +71,7 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
 async def test_cancelled_and_out_of_time_at_once_is_a_cancellation() -> None:
     clock = Clock()
     deadlines = Deadlines(clock)
-    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(deadlines.within(5, never))
-    await asyncio.sleep(0)
+    task = await waiting(deadlines)
     clock.now += 10
     task.cancel()  # the worker stopping, say
     assert deadlines.expire() == 1
@@ -121,9 +125,7 @@ def test_a_task_left_in_a_closed_loop_does_not_stop_the_next_loops_limits() -> N
     assert not stuck.done()
 
     async def later() -> None:
-        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(deadlines.within(5, never))
-        await asyncio.sleep(0)
+        task = await waiting(deadlines)
         clock.now += 10  # both limits have passed
         assert deadlines.expire() == 1
         with pytest.raises(TimeoutError):
