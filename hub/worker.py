@@ -182,21 +182,24 @@ def _signature(event_id: str, route: str, destination: str, message: dict[str, A
 
 
 class _Room:
-    """Slots of a worker promised to the jobs a store call may hand over."""
+    """Slots of a worker promised to the jobs a store call may hand over: ``room`` in
+    all, of which ``own`` are the slots of the jobs making the call (still running, so
+    counted already), the rest set aside until the call has answered."""
 
-    __slots__ = ("_room", "_worker")
+    __slots__ = ("_aside", "_room", "_worker")
 
-    def __init__(self, worker: Worker, room: int) -> None:
+    def __init__(self, worker: Worker, room: int, own: int = 0) -> None:
         self._worker, self._room = worker, room
+        self._aside = max(room - own, 0)
 
     def __enter__(self) -> Handoff | None:
         if not self._room:
             return None
-        self._worker._reserved += self._room
+        self._worker._reserved += self._aside
         return Handoff(self._room, self._worker.config.lease.total_seconds())
 
     def __exit__(self, *exc: object) -> None:
-        self._worker._reserved -= self._room
+        self._worker._reserved -= self._aside if self._room else 0
 
 
 class Worker:
@@ -303,7 +306,7 @@ class Worker:
         call has answered and its jobs were started. ``finishing``: slots that free up as
         the caller ends (the job completing)."""
         room = min(wanted, self._free() + finishing) if self._taking and not self._stopping else 0
-        return _Room(self, max(room, 0))
+        return _Room(self, max(room, 0), finishing)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

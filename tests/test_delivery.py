@@ -443,6 +443,25 @@ async def test_a_running_hub_hands_its_jobs_over_instead_of_claiming_them(
         ]
 
 
+async def test_a_completing_job_holds_its_own_slot_only(start_hub) -> None:
+    """While a job's outcome is being recorded, the slot it runs in is the one promised to
+    what the store hands back; the other slots stay free for claims."""
+    hub = await start_hub(worker__concurrency=4)
+    free: list[tuple[str, int]] = []
+    complete = hub.store.complete
+
+    async def observed(job: Job, *args: Any, **kwargs: Any) -> Any:
+        free.append((job.kind, hub.worker._free()))
+        return await complete(job, *args, **kwargs)
+
+    hub.store.complete = observed
+    await hub.accept(CREATED)
+    # the dispatch, then its two messages one after the other (one ordering key)
+    assert await hub.worker.drain() == 3
+    # the dispatch sets aside two more slots for its messages; a message none
+    assert free == [("dispatch", 1), ("deliver", 3), ("deliver", 3)]
+
+
 async def test_a_destination_that_does_not_answer_in_time_is_retried_and_the_next_runs(
     start_hub,
 ) -> None:
