@@ -80,6 +80,7 @@ def sign(key: str, timestamp: int, body: bytes) -> str:
 
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # the last segment of a scheduled event URI
 
 
 def _parse_header(value: str) -> tuple[int, list[bytes]]:
@@ -237,6 +238,12 @@ class Calendly(SourceConnector):
                 f"{self.source!r} so the hub can fetch it, then replay this dead letter"
             )
         uuid = uri.rstrip("/").rpartition("/")[2]
+        if not _EVENT_ID.fullmatch(uuid):
+            # ".." or an escaped slash would ask the API (with the token) for another path
+            raise NormalizeError(
+                "the webhook's scheduled event URI does not end in an id the hub can ask "
+                "Calendly's API for (letters, digits, '-' and '_')"
+            )
         url = f"{str(self.config.api_url).rstrip('/')}/scheduled_events/{uuid}"
         async with context.http.get(
             url,

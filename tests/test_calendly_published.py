@@ -7,6 +7,8 @@ dead-letters the webhook with a reason that says what to set, and a replay deliv
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aiohttp import web
 
@@ -100,6 +102,34 @@ async def test_a_refused_token_is_a_dead_letter_naming_the_status(start_hub, cal
     [dead] = await hub.store.dead_letters()
     assert "answered 401" in dead.reason and "api_token" in dead.reason
     assert TOKEN not in dead.reason
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "..",
+        "%2e%2e",
+        "PUBEVT000001%2F..%2Fusers%2Fme",
+        "PUBEVT000001\r\nX-Injected: 1",
+        "PUBEVT 000001",
+    ],
+)
+async def test_a_scheduled_event_uri_with_no_plain_id_is_a_dead_letter_and_never_fetched(
+    start_hub, calendly_api, tail
+) -> None:
+    """Signed, schema-valid, and yet its last segment would make the API call (with the
+    bearer token) ask for another path: accepted, then a dead letter saying why."""
+    hub = await start_hub(sources__calendly=_source(str(calendly_api.make_url(""))))
+    payload = json.loads(fixture_bytes("calendly/published_invitee_created.json"))
+    payload["payload"]["event"] = f"https://api.calendly.com/scheduled_events/{tail}"
+    response = await hub.post_calendly(json.dumps(payload).encode())
+    assert response.status == 202, await response.text()
+    await hub.worker.drain()
+    [dead] = await hub.store.dead_letters()
+    assert "does not end in an id" in dead.reason
+    assert tail not in dead.reason and TOKEN not in dead.reason
+    assert calendly_api.seen == []
+    assert hub.sink.requests == []
 
 
 async def test_every_fixture_passes_intake(start_hub) -> None:
