@@ -300,7 +300,9 @@ def _stored_event(delivery: Delivery) -> tuple[BookingEvent, dict[str, Any]]:
         return delivery.event, {}
     latest = _LATEST.get(key)
     if latest is None:
-        latest = delivery.event_from(key), {}  # refused here as ever if it does not parse
+        # validated from the values, not the text: the provider's raw payload it carries
+        # is then kept as it is rather than built again from JSON
+        latest = delivery.event, {}  # refused here as ever if it does not validate
         if len(_LATEST) >= _LATEST_KEPT:
             del _LATEST[next(iter(_LATEST))]
         _LATEST[key] = latest

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -213,22 +213,10 @@ class Delivery:
 
     @functools.cached_property
     def event(self) -> BookingEvent:
-        return _stored(BookingEvent.model_validate, self.data)
-
-    def event_from(self, text: bytes) -> BookingEvent:
-        """``event``, validated from ``text``, the JSON of ``data``, for a caller that has
-        made it: pydantic validates JSON text in about two thirds of the time it takes
-        over the same values as Python objects."""
-        if "event" not in self.__dict__:
-            self.__dict__["event"] = _stored(BookingEvent.model_validate_json, text)
-        return self.event
-
-
-def _stored(validate: Callable[[Any], BookingEvent], value: Any) -> BookingEvent:
-    try:
-        return validate(value)
-    except ValueError as error:
-        raise PermanentDelivery(f"stored event does not parse: {error}") from error
+        try:
+            return BookingEvent.model_validate(self.data)
+        except ValueError as error:
+            raise PermanentDelivery(f"stored event does not parse: {error}") from error
 
 
 @dataclass(frozen=True)
