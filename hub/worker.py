@@ -199,7 +199,7 @@ class _Room:
         return Handoff(self._room, self._worker.config.lease.total_seconds())
 
     def __exit__(self, *exc: object) -> None:
-        self._worker._reserved -= self._aside if self._room else 0
+        self._worker._reserved -= self._aside  # nothing was set aside without room
 
 
 class Worker:
