@@ -137,6 +137,76 @@ async def test_closing_gives_back_the_connection_of_a_round_trip_queued_behind_a
     await admin.aclose()
 
 
+async def _blocked_in_redis(admin: aioredis.Redis, count: int) -> None:
+    """Until Redis holds ``count`` BLPOPs of a client."""
+    async with asyncio.timeout(5):
+        while sum(c.get("cmd") == "blpop" for c in await admin.client_list()) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_eight_calls_waiting_behind_a_write_go_as_a_second_and_no_third(
+    redis_prefix,
+) -> None:
+    """A write out (a BLPOP Redis holds): the calls made meanwhile wait for it until eight
+    wait, which go at once as a second write and are answered while the first is still
+    out. With two out, the calls after them wait for one of the two to answer."""
+    p = redis_prefix
+    client = aioredis.Redis.from_url(REDIS_URL)
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    reads = Reads(client)
+    first = asyncio.ensure_future(reads("BLPOP", f"{p}:one", 10))
+    await _blocked_in_redis(admin, 1)
+    seven = [asyncio.ensure_future(reads("INCR", f"{p}:count")) for _ in range(7)]
+    await _blocked_in_redis(admin, 1)  # turns of the loop, round trips of another client
+    assert await admin.get(f"{p}:count") is None  # the seven wait: not sent
+    eighth = asyncio.ensure_future(reads("INCR", f"{p}:count"))
+    async with asyncio.timeout(5):  # answered while the BLPOP is still out
+        assert sorted(await asyncio.gather(*seven, eighth)) == list(range(1, 9))
+    assert not first.done()
+
+    # two out: the first BLPOP, and a second with the seven calls behind it
+    second = asyncio.ensure_future(reads("BLPOP", f"{p}:two", 10))
+    behind = [asyncio.ensure_future(reads("INCR", f"{p}:count")) for _ in range(7)]
+    await _blocked_in_redis(admin, 2)
+    third = [asyncio.ensure_future(reads("INCR", f"{p}:count")) for _ in range(8)]
+    await _blocked_in_redis(admin, 2)
+    assert await admin.get(f"{p}:count") == b"8"  # nothing of a third write ran
+    await admin.lpush(f"{p}:one", "x")  # the first answers: the eight go
+    async with asyncio.timeout(5):
+        assert await first == (f"{p}:one".encode(), b"x")
+        assert sorted(await asyncio.gather(*third)) == list(range(9, 17))
+    assert not second.done() and not any(call.done() for call in behind)
+    await admin.lpush(f"{p}:two", "y")
+    assert await second == (f"{p}:two".encode(), b"y")
+    assert sorted(await asyncio.gather(*behind)) == list(range(17, 24))
+    await reads.close()
+    pool = client.connection_pool
+    assert reads._sender._kept is None and not pool._in_use_connections
+    await client.aclose()
+    await admin.aclose()
+
+
+async def test_a_pool_of_a_few_connections_has_one_write_out_at_a_time(redis_prefix) -> None:
+    """A second write would take a second connection: with a pool of a few, the calls
+    behind a write wait for it however many they are."""
+    p = redis_prefix
+    client = aioredis.Redis.from_url(REDIS_URL + "?max_connections=2")
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    reads = Reads(client)
+    first = asyncio.ensure_future(reads("BLPOP", f"{p}:one", 10))
+    await _blocked_in_redis(admin, 1)
+    calls = [asyncio.ensure_future(reads("INCR", f"{p}:count")) for _ in range(12)]
+    await _blocked_in_redis(admin, 1)
+    assert await admin.get(f"{p}:count") is None
+    await admin.lpush(f"{p}:one", "x")
+    async with asyncio.timeout(5):
+        assert await first == (f"{p}:one".encode(), b"x")
+        assert sorted(await asyncio.gather(*calls)) == list(range(1, 13))
+    await reads.close()
+    await client.aclose()
+    await admin.aclose()
+
+
 async def test_a_pool_of_one_connection_is_not_kept_from_its_other_users(redis_prefix) -> None:
     client = aioredis.Redis.from_url(REDIS_URL + "?max_connections=1")
     reads = Reads(client)

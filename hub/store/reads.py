@@ -9,11 +9,16 @@ connection, say) reaches every caller of the write. The calls come in kinds
 On one Redis (plain or through Sentinel) the calls of every kind go through one ``Sender``
 per client: those made in the same turn share one write on one connection of the
 client's pool, read back in order (what a non-transactional redis-py pipeline does,
-without its per-call machinery). One write is in flight at a time: the calls made while
-it is out wait for its answer and then go together. At low traffic a call goes at once;
-under load writes grow with it, and their number (each a system call, and a wake-up of
-Redis) does not. A webhook accepted in the turn a job finishes and another is claimed
-costs Redis one write for all three.
+without its per-call machinery). One write is in flight at a time as a rule: the calls
+made while it is out wait for its answer and then go together. At low traffic a call goes
+at once; under load writes grow with it, and their number (each a system call, and a
+wake-up of Redis) does not. A webhook accepted in the turn a job finishes and another is
+claimed costs Redis one write for all three. Once 8 calls wait behind a write, they go
+at once in a second (on a second connection, from a pool that allows 8 or more): Redis
+runs the one while this process reads the other's answer, where each waited for the
+other. The calls after those wait for one of the two to answer. Calls in flight together
+run in either order, as calls of concurrent tasks may; a caller that needs one answered
+before the next awaits it.
 
 A Cluster's calls go per kind, each kind's batch through a pipeline of the Cluster, which
 routes each command to its node.
@@ -41,39 +46,45 @@ from hub.errors import StoreUnavailable
 __all__ = ["Reads", "Sender", "TurnBatch", "sender_for"]
 
 _UNREAD = object()  # a reply still to be read
+_SECOND = 8  # calls waiting while one batch is out that go at once as a second
 _KEEP_FROM = 8  # the fewest connections a pool must allow for a sender to keep one
 
 
 class _Queue:
     """Collects the calls of one turn of the event loop and sends them with ``_send``; one
-    batch in flight at a time, the calls made meanwhile go together when it answers."""
+    batch in flight at a time, the calls made meanwhile go together when it answers; with
+    ``_most`` 2, once ``_SECOND`` of them wait, they go at once as a second batch."""
+
+    _most = 1  # batches in flight at a time
 
     def __init__(self) -> None:
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
-        self._out = False  # a batch is in flight: the next waits for its answer
+        self._out = 0  # batches in flight
 
     def _submit(self, call: Any) -> asyncio.Future[Any]:
         """The future of ``call``'s reply: awaited by its caller."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((call, future))
-        if len(self._pending) == 1 and not self._out:
-            loop.call_soon(self._start_flush)
+        waiting = len(self._pending)
+        if (waiting == 1 and not self._out) or (waiting == _SECOND and self._out < self._most):
+            loop.call_soon(self._start_flush)  # the calls of this turn go together
         return future
 
     def _start_flush(self) -> None:
+        if not self._pending or self._out >= self._most:
+            return  # sent meanwhile, or they go when a batch answers
         batch, self._pending = self._pending, []
-        self._out = True
+        self._out += 1
         task = asyncio.create_task(self._flush(batch))
         self._flushes.add(task)
         task.add_done_callback(self._flushed)
 
     def _flushed(self, task: asyncio.Task[None]) -> None:
         self._flushes.discard(task)
-        self._out = False
-        if self._pending:  # the calls made while it was out, together
-            self._start_flush()
+        self._out -= 1
+        self._start_flush()  # the calls made while it was out, together
 
     async def _send(self, calls: list[Any]) -> list[Any]:
         """The replies to ``calls``, one each (an exception for one that failed)."""
@@ -148,11 +159,14 @@ class Sender(_Queue):
         self._client = client
         self._pool = client.connection_pool
         # The connection of the last round trip, kept for the next: one round trip is out
-        # at a time, and the pool's checks and bookkeeping cost as much as a small write.
+        # at a time as a rule, and the pool's checks and bookkeeping cost as much as a
+        # small write.
         # A pool of a few connections (max_connections in the store's URL) gets it back
         # after each round trip: its other users may need it.
         self._kept: Any = None
         self._keeps = (getattr(self._pool, "max_connections", 0) or 0) >= _KEEP_FROM
+        # a second round trip takes a second connection: not from a pool of a few
+        self._most = 2 if self._keeps else 1
         self._closed = False
         self._deadlines = Deadlines()  # the read timeouts of its round trips, one timer
 
@@ -240,8 +254,8 @@ class Sender(_Queue):
         except BaseException:
             await pool.release(connection)
             raise
-        if self._keeps and not self._closed:
-            self._kept = connection
+        if self._keeps and not self._closed and self._kept is None:
+            self._kept = connection  # one kept: that of a second round trip goes back
         else:
             await pool.release(connection)
         callbacks = self._client.response_callbacks
