@@ -144,16 +144,22 @@ async def _blocked_in_redis(admin: aioredis.Redis, count: int) -> None:
             await asyncio.sleep(0.01)
 
 
+class _Heavy(Reads):
+    """Reads that count toward a second write, as the store's FINISH calls do."""
+
+    heavy = True
+
+
 async def test_eight_calls_waiting_behind_a_write_go_as_a_second_and_no_third(
     redis_prefix,
 ) -> None:
     """A write out (a BLPOP Redis holds): the calls made meanwhile wait for it until eight
-    wait, which go at once as a second write and are answered while the first is still
-    out. With two out, the calls after them wait for one of the two to answer."""
+    that count wait, which go at once as a second write and are answered while the first
+    is still out. With two out, the calls after them wait for one of the two to answer."""
     p = redis_prefix
     client = aioredis.Redis.from_url(REDIS_URL)
     admin = aioredis.Redis.from_url(REDIS_URL)
-    reads = Reads(client)
+    reads = _Heavy(client)
     first = asyncio.ensure_future(reads("BLPOP", f"{p}:one", 10))
     await _blocked_in_redis(admin, 1)
     seven = [asyncio.ensure_future(reads("INCR", f"{p}:count")) for _ in range(7)]
@@ -186,13 +192,21 @@ async def test_eight_calls_waiting_behind_a_write_go_as_a_second_and_no_third(
     await admin.aclose()
 
 
-async def test_a_pool_of_a_few_connections_has_one_write_out_at_a_time(redis_prefix) -> None:
-    """A second write would take a second connection: with a pool of a few, the calls
-    behind a write wait for it however many they are."""
+@pytest.mark.parametrize(
+    ("kind", "pool"),
+    [(Reads, ""), (_Heavy, "?max_connections=2")],
+    ids=["calls-that-do-not-count", "a-pool-of-a-few-connections"],
+)
+async def test_calls_behind_a_write_wait_for_it_however_many_they_are(
+    redis_prefix, kind, pool
+) -> None:
+    """Calls that do not count toward a second write (other than completions) wait for the
+    write out however many they are; so do all calls on a pool of a few connections, where
+    a second write would take a second connection."""
     p = redis_prefix
-    client = aioredis.Redis.from_url(REDIS_URL + "?max_connections=2")
+    client = aioredis.Redis.from_url(REDIS_URL + pool)
     admin = aioredis.Redis.from_url(REDIS_URL)
-    reads = Reads(client)
+    reads = kind(client)
     first = asyncio.ensure_future(reads("BLPOP", f"{p}:one", 10))
     await _blocked_in_redis(admin, 1)
     calls = [asyncio.ensure_future(reads("INCR", f"{p}:count")) for _ in range(12)]

@@ -13,12 +13,14 @@ without its per-call machinery). One write is in flight at a time as a rule: the
 made while it is out wait for its answer and then go together. At low traffic a call goes
 at once; under load writes grow with it, and their number (each a system call, and a
 wake-up of Redis) does not. A webhook accepted in the turn a job finishes and another is
-claimed costs Redis one write for all three. Once 8 calls wait behind a write, they go
-at once in a second (on a second connection, from a pool that allows 8 or more): Redis
-runs the one while this process reads the other's answer, where each waited for the
-other. The calls after those wait for one of the two to answer. Calls in flight together
-run in either order, as calls of concurrent tasks may; a caller that needs one answered
-before the next awaits it.
+claimed costs Redis one write for all three. Once 8 completions of jobs (FINISH, the
+calls that hold Redis longest) wait behind a write, the calls waiting go at once in a
+second (on a second connection, from a pool that allows 8 or more): Redis runs the one
+while this process reads the other's answer, where each waited for the other. The calls
+after those wait for one of the two to answer. Other calls do not count: webhooks
+accepted at a high rate would make writes smaller and more, for little. Calls in flight
+together run in either order, as calls of concurrent tasks may; a caller that needs one
+answered before the next awaits it.
 
 A Cluster's calls go per kind, each kind's batch through a pipeline of the Cluster, which
 routes each command to its node.
@@ -53,7 +55,8 @@ _KEEP_FROM = 8  # the fewest connections a pool must allow for a sender to keep 
 class _Queue:
     """Collects the calls of one turn of the event loop and sends them with ``_send``; one
     batch in flight at a time, the calls made meanwhile go together when it answers; with
-    ``_most`` 2, once ``_SECOND`` of them wait, they go at once as a second batch."""
+    ``_most`` 2, once ``_SECOND`` of them that count (``_heavy_call``) wait, they go at once
+    as a second batch."""
 
     _most = 1  # batches in flight at a time
 
@@ -61,21 +64,29 @@ class _Queue:
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
         self._out = 0  # batches in flight
+        self._counted = 0  # calls waiting that count toward a second batch
 
     def _submit(self, call: Any) -> asyncio.Future[Any]:
         """The future of ``call``'s reply: awaited by its caller."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((call, future))
-        waiting = len(self._pending)
-        if (waiting == 1 and not self._out) or (waiting == _SECOND and self._out < self._most):
+        if len(self._pending) == 1 and not self._out:
             loop.call_soon(self._start_flush)  # the calls of this turn go together
+        elif self._out < self._most and self._heavy_call(call):
+            self._counted += 1
+            if self._counted == _SECOND:
+                loop.call_soon(self._start_flush)
         return future
+
+    def _heavy_call(self, call: Any) -> bool:
+        """Whether ``call`` counts toward a second batch."""
+        return True
 
     def _start_flush(self) -> None:
         if not self._pending or self._out >= self._most:
             return  # sent meanwhile, or they go when a batch answers
-        batch, self._pending = self._pending, []
+        batch, self._pending, self._counted = self._pending, [], 0
         self._out += 1
         task = asyncio.create_task(self._flush(batch))
         self._flushes.add(task)
@@ -119,6 +130,8 @@ class TurnBatch(_Queue):
     _script: Any = None  # a script: loaded again, and its calls resent, when Redis lost it
     _wait: tuple[int, int] | None = None  # WAIT after the write: replicas, timeout (ms)
     _resend = False  # may be sent again on a connection error (the client's retry policy)
+    # calls that hold Redis long enough for a second write to be worth its cost (FINISH)
+    heavy = False
 
     def __init__(self, client: Any, sender: Sender | None = None) -> None:
         super().__init__()
@@ -177,6 +190,9 @@ class Sender(_Queue):
         if self._kept is not None:
             connection, self._kept = self._kept, None
             await self._pool.release(connection)
+
+    def _heavy_call(self, call: tuple[TurnBatch, Any]) -> bool:
+        return call[0].heavy
 
     async def _send(self, calls: list[tuple[TurnBatch, Any]]) -> list[Any]:
         kinds = [kind for kind, _ in calls]

@@ -233,6 +233,7 @@ class RedisStore(RedisReading):
         self._accepts = _Batch(client, client.register_script(ACCEPT), wait, sender)
         self._claim = _Batch(client, client.register_script(CLAIM), wait, sender)
         self._finishes = _Batch(client, client.register_script(FINISH), wait, sender)
+        self._finishes.heavy = True
         self._replay = _Batch(client, client.register_script(REPLAY), wait, sender)
         self._redispatch = _Batch(client, client.register_script(REDISPATCH), wait, sender)
         self._book = _Batch(client, client.register_script(BOOK), wait, sender)
