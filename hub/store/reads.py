@@ -48,7 +48,7 @@ from hub.errors import StoreUnavailable
 __all__ = ["Reads", "Sender", "TurnBatch", "sender_for"]
 
 _UNREAD = object()  # a reply still to be read
-_SECOND = 8  # calls waiting while one batch is out that go at once as a second
+_SECOND = 8  # completions waiting behind a batch out that send the calls waiting at once
 _KEEP_FROM = 8  # the fewest connections a pool must allow for a sender to keep one
 
 
