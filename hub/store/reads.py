@@ -55,8 +55,7 @@ _KEEP_FROM = 8  # the fewest connections a pool must allow for a sender to keep 
 class _Queue:
     """Collects the calls of one turn of the event loop and sends them with ``_send``; one
     batch in flight at a time, the calls made meanwhile go together when it answers; with
-    ``_most`` 2, once ``_SECOND`` of them that count (``_heavy_call``) wait, they go at once
-    as a second batch."""
+    ``_most`` 2, once ``_SECOND`` heavy ones wait, they go at once as a second batch."""
 
     _most = 1  # batches in flight at a time
 
@@ -66,22 +65,19 @@ class _Queue:
         self._out = 0  # batches in flight
         self._counted = 0  # calls waiting that count toward a second batch
 
-    def _submit(self, call: Any) -> asyncio.Future[Any]:
-        """The future of ``call``'s reply: awaited by its caller."""
+    def _submit(self, call: Any, heavy: bool = False) -> asyncio.Future[Any]:
+        """The future of ``call``'s reply: awaited by its caller. ``heavy``: it counts
+        toward a second batch."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((call, future))
         if len(self._pending) == 1 and not self._out:
             loop.call_soon(self._start_flush)  # the calls of this turn go together
-        elif self._out < self._most and self._heavy_call(call):
+        elif heavy and 0 < self._out < self._most:
             self._counted += 1
             if self._counted == _SECOND:
                 loop.call_soon(self._start_flush)
         return future
-
-    def _heavy_call(self, call: Any) -> bool:
-        """Whether ``call`` counts toward a second batch."""
-        return True
 
     def _start_flush(self) -> None:
         if not self._pending or self._out >= self._most:
@@ -140,7 +136,7 @@ class TurnBatch(_Queue):
 
     def _submit(self, call: Any) -> asyncio.Future[Any]:
         if self._sender is not None:
-            return self._sender._submit((self, call))
+            return self._sender._submit((self, call), self.heavy)
         return super()._submit(call)
 
     def _command(self, call: Any) -> tuple[Any, ...]:
@@ -190,9 +186,6 @@ class Sender(_Queue):
         if self._kept is not None:
             connection, self._kept = self._kept, None
             await self._pool.release(connection)
-
-    def _heavy_call(self, call: tuple[TurnBatch, Any]) -> bool:
-        return call[0].heavy
 
     async def _send(self, calls: list[tuple[TurnBatch, Any]]) -> list[Any]:
         kinds = [kind for kind, _ in calls]

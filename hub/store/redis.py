@@ -129,10 +129,13 @@ class _Batch(TurnBatch):
         script: Any,
         wait: tuple[int, int] | None = None,
         sender: Sender | None = None,
+        *,
+        heavy: bool = False,
     ) -> None:
         super().__init__(client, sender)
         self._script = script
         self._wait = wait
+        self.heavy = heavy
 
     async def __call__(self, args: list[Any]) -> Any:
         return await self.submit(args)
@@ -232,8 +235,7 @@ class RedisStore(RedisReading):
         ]
         self._accepts = _Batch(client, client.register_script(ACCEPT), wait, sender)
         self._claim = _Batch(client, client.register_script(CLAIM), wait, sender)
-        self._finishes = _Batch(client, client.register_script(FINISH), wait, sender)
-        self._finishes.heavy = True
+        self._finishes = _Batch(client, client.register_script(FINISH), wait, sender, heavy=True)
         self._replay = _Batch(client, client.register_script(REPLAY), wait, sender)
         self._redispatch = _Batch(client, client.register_script(REDISPATCH), wait, sender)
         self._book = _Batch(client, client.register_script(BOOK), wait, sender)
