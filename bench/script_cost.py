@@ -15,17 +15,12 @@ turns. The machine's noise moves these; ``--callgrind`` counts instead the instr
 the server executes in scripts, under valgrind (slow, and exact from run to run).
 
     python bench/script_cost.py [--reference main] [--webhooks 96] [--rounds 5]
-                                [--server valkey-server] [--callgrind] [--together]
-
-The completions of a step go one after the other, each a FINISH of its own; with
-``--together`` in one turn, as a busy worker's do (one FINISH for them all, where the
-scripts take several).
+                                [--server valkey-server] [--callgrind]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import glob
 import importlib.util
 import re
@@ -37,7 +32,6 @@ import time
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -106,11 +100,8 @@ def store(url: str, lua: ModuleType, prefix: str) -> RedisStore:
         client, prefix=prefix, endpoints={"inxmail": EndpointPolicy(concurrency=1000)}
     )
     for attribute, name in BATCHES.items():
-        text = getattr(lua, name)
-        script = client.register_script(text)
-        # a FINISH of a revision before it took several completions takes one a call
-        merges = name == "FINISH" and "local function finish(" in text
-        setattr(made, attribute, _Batch(client, script, None, made._sender, merges=merges))
+        script = client.register_script(getattr(lua, name))
+        setattr(made, attribute, _Batch(client, script, None, made._sender))
     return made
 
 
@@ -207,39 +198,8 @@ class Meter:
         return found
 
 
-def delivered(made: RedisStore, jobs: list[Any], now: float) -> list[Any]:
-    """The completions of ``jobs``, deliveries that went well."""
-    return [
-        lambda job=job: made.complete(
-            job,
-            Attempt(job.attempt, now, 20.0, "done", 200, None, "ok"),
-            now,
-            [],
-            "ok",
-            [],
-            None,
-            Handoff(1, 3600),
-        )
-        for job in jobs
-    ]
-
-
-async def finish(completions: list[Any], together: bool) -> list[Any]:
-    """What the completions recorded, each handing one job over if it may: one after the
-    other, or all in one turn of the event loop (in one FINISH call where it takes many)."""
-    if together:
-        recorded = await asyncio.gather(*(complete() for complete in completions))
-    else:
-        recorded = [await complete() for complete in completions]
-    assert all(r.kept and len(r.jobs) <= 1 for r in recorded), recorded
-    return recorded
-
-
-async def webhooks(
-    made: RedisStore, numbers: range, tag: str, meter: Meter, together: bool = False
-) -> None:
-    """Eight webhooks (``numbers``) through each step together; their completions one after
-    the other, or, ``together``, in one turn."""
+async def webhooks(made: RedisStore, numbers: range, tag: str, meter: Meter) -> None:
+    """Eight webhooks (``numbers``) through each step together."""
     now = time.time()
     accepted = []
     for i in numbers:
@@ -255,7 +215,7 @@ async def webhooks(
         refs = [f"{tag}-r{i}a", f"{tag}-r{i}b"]
         await made.record_booking(f"{tag}-b{i}", f"{tag}-e{i}", snapshot, True, refs, now)
     meter.mark("book")
-    dispatches = []
+    firsts = []
     for i, result in zip(numbers, accepted, strict=True):
         job = result.job
         assert job is not None, "the dispatch was not handed over"
@@ -270,16 +230,21 @@ async def webhooks(
         ]  # fmt: skip
         note = EventNote(["booking.created"], f"{tag}-b{i}", f"a{i}@b.c", "invitee.created")
         attempt = Attempt(job.attempt, now, 12.0, "done", 200)
-        dispatches.append(
-            lambda job=job, attempt=attempt, spawn=spawn, note=note: made.complete(
-                job, attempt, now, spawn, None, [], note, Handoff(3, 3600)
-            )
-        )
-    firsts = [r.jobs[0] for r in await finish(dispatches, together)]
+        recorded = await made.complete(job, attempt, now, spawn, None, [], note, Handoff(3, 3600))
+        assert recorded.kept and len(recorded.jobs) == 1, recorded
+        firsts.append(recorded.jobs[0])
     meter.mark("finish dispatch")
-    seconds = [r.jobs[0] for r in await finish(delivered(made, firsts, now), together)]
+    seconds = []
+    for job in firsts:
+        attempt = Attempt(job.attempt, now, 20.0, "done", 200, None, "ok")
+        recorded = await made.complete(job, attempt, now, [], "ok", [], None, Handoff(1, 3600))
+        assert recorded.kept and len(recorded.jobs) == 1, recorded
+        seconds.append(recorded.jobs[0])
     meter.mark("finish delivery 1")
-    assert not any(r.jobs for r in await finish(delivered(made, seconds, now), together))
+    for job in seconds:
+        attempt = Attempt(job.attempt, now, 20.0, "done", 200, None, "ok")
+        recorded = await made.complete(job, attempt, now, [], "ok", [], None, Handoff(1, 3600))
+        assert recorded.kept and not recorded.jobs, recorded
     meter.mark("finish delivery 2")
     for i in numbers:
         await made.accept(
@@ -320,7 +285,7 @@ async def measure(args: argparse.Namespace) -> None:
                 meter.start(side)
                 before_usec, before_cpu = Counter(meter.usec), Counter(meter.cpu)
                 for start in range(0, args.webhooks, 8):
-                    await webhooks(made, range(start, start + 8), "m", meter, args.together)
+                    await webhooks(made, range(start, start + 8), "m", meter)
                 await made.close()
                 per_round[side].append(
                     {
@@ -388,9 +353,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--server", default="redis-server")
     parser.add_argument("--callgrind", action="store_true")
-    parser.add_argument(
-        "--together", action="store_true", help="each step's eight completions in one turn"
-    )
     args = parser.parse_args()
     args.webhooks -= args.webhooks % 8
     run(measure(args))

@@ -18,17 +18,14 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from hub.errors import StoreError, StoreUnavailable
 from hub.ids import new_id
 from hub.store import Attempt, EndpointPolicy, Handoff, NewJob, open_store
 from hub.store.embedded import EmbeddedServer
 from hub.store.partitions import scope
-from hub.store.views import EventNote
 from hub.testing_redis import RedisCluster, SentinelGroup, counting_writes
 from tests.conftest import REDIS_URL
 
@@ -586,8 +583,8 @@ async def test_one_wait_confirms_a_write_of_every_kind(sentinel_group) -> None:
 
 
 async def test_completions_made_together_each_hear_their_own_outcome(store) -> None:
-    """Completions of one turn go to Redis together (on one Redis, one script call for
-    each partition), and each is recorded as it would be alone."""
+    """Completions of one turn go to Redis together (on one Redis, in one write), and each
+    is recorded as it would be alone."""
     for i in range(4):
         await accept(store, f"k{i}")
     jobs = await store.claim(NOW, 30, 10)
@@ -606,117 +603,6 @@ async def test_completions_made_together_each_hear_their_own_outcome(store) -> N
     # the retried job is due again, and the lease the lost one still had ran out
     again = await store.claim(NOW + 60, 30, 10)
     assert sorted(j.id for j in again) == sorted([retried.id, lost.id])
-
-
-async def _state(client: Any, prefix: str) -> dict[str, Any]:
-    """Every key under ``prefix`` (named without it): its value, and whether it expires;
-    lease tokens (random) only as whether there is one."""
-    found: dict[str, Any] = {}
-    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        kind = (await client.type(key)).decode()
-        if kind == "hash":
-            value: Any = await client.hgetall(key)
-            if b"lease" in value:
-                value[b"lease"] = bool(value[b"lease"])
-        elif kind == "zset":
-            value = await client.zrange(key, 0, -1, withscores=True)
-        elif kind == "list":
-            value = await client.lrange(key, 0, -1)
-        elif kind == "set":
-            value = sorted(await client.smembers(key))
-        else:
-            value = await client.get(key)
-        found[key.decode().removeprefix(prefix)] = (value, await client.pttl(key) > 0)
-    return found
-
-
-async def _finish_a_mix(store: Any, together: bool) -> list[Any]:
-    """Two dispatches and six deliveries finished in every way a FINISH knows, one after
-    the other or in one turn, after a dispatch and a delivery finished long ago, which
-    their retention trims from the indexes; what each call returned."""
-    old = NOW - 100
-    await store.accept("calendly", "k-old", b"{}", old, "evt_old", "job_old")
-    await store.enqueue([NewJob("d_old", "deliver", {"m": 0}, old, "inxmail", "evt_old")], old)
-    for job in await store.claim(old, 30, 10):
-        await store.complete(job, Attempt(job.attempt, old, 1.0, "done"), old)
-    for n in "ab":
-        await store.accept("calendly", f"k{n}", b"{}", NOW, f"evt_{n}", f"job_{n}")
-    await store.enqueue(
-        [
-            NewJob(f"d{i}", "deliver", {"m": i}, NOW, "inxmail", "evt_a", key)
-            for i, key in enumerate(["o1", "o1", "o2", None, None, None])
-        ],
-        NOW,
-    )
-    jobs = {job.id: job for job in await store.claim(NOW, 30, 10)}
-    assert sorted(jobs) == ["d0", "d2", "d3", "d4", "d5", "job_a", "job_b"]  # d1 behind d0
-    spawn = [NewJob("s1", "deliver", {"m": 9}, NOW + 1, "inxmail", "evt_a", "o3", "sig1")]
-    calls = [
-        lambda: store.complete(
-            jobs["job_a"], attempt(jobs["job_a"]), NOW + 1, spawn, None, [],
-            EventNote(["booking.created"], "b1", "a@example.org", "invitee.created"),
-            Handoff(2, 30),
-        ),
-        lambda: store.complete(
-            jobs["job_b"], attempt(jobs["job_b"]), NOW + 2, [], None, [],
-            EventNote(["booking.created", "booking.noted"], "b2", "", "invitee.created"),
-        ),
-        lambda: store.complete(
-            jobs["d0"], attempt(jobs["d0"]), NOW + 3, health="ok", handoff=Handoff(1, 30)
-        ),
-        lambda: store.retry(jobs["d2"], attempt(jobs["d2"], "retry"), NOW + 60, "fail", NOW + 4),
-        lambda: store.bury(jobs["d3"], attempt(jobs["d3"], "dead"), NOW + 5, "gave up", "fail"),
-        lambda: store.release(jobs["d4"], NOW + 6),
-        lambda: store.complete(jobs["d5"], attempt(jobs["d5"]), NOW + 7, health="ok"),
-    ]  # fmt: skip
-    if together:
-        recorded = await asyncio.gather(*(call() for call in calls))
-    else:
-        recorded = [await call() for call in calls]
-    return [(r.kept, r.circuit, r.left, [job.id for job in r.jobs]) for r in recorded]
-
-
-async def test_completions_together_leave_redis_as_one_after_the_other_does(redis_prefix):
-    """The writes a batch of completions shares (indexes, trims, expiries, counts, the
-    destination's hash) end as those of the same completions made one at a time."""
-    client = aioredis.Redis.from_url(REDIS_URL)
-    policy = {"inxmail": EndpointPolicy(min_requests=2, failure_ratio=0.5)}
-    results, states = [], []
-    for together in (False, True):
-        prefix = f"{redis_prefix}{int(together)}:"
-        store = open_store(
-            REDIS_URL, prefix=prefix, dedup_window=3600, retention=60, endpoints=policy
-        )
-        before = (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
-        results.append(await _finish_a_mix(store, together))
-        after = (await client.info("commandstats"))["cmdstat_evalsha"]["calls"]
-        states.append(await _state(client, prefix))
-        await store.close()
-    await client.aclose()
-    # one after the other: the dispatch handed s1 over, d0 handed d1 over, the second
-    # failure opened the circuit, and each got its own answer
-    assert results[0] == [
-        (True, None, 0, ["s1"]),
-        (True, None, 0, []),
-        (True, None, 0, ["d1"]),
-        (True, "open", 0, []),
-        (True, None, 0, []),
-        (True, None, 0, []),
-        (True, None, 0, []),
-    ]
-    assert results[1] == results[0]
-    # the old ones: ACCEPT, ENQUEUE, CLAIM, two FINISH; then two ACCEPTs, ENQUEUE, CLAIM and
-    # one FINISH for the six completions
-    assert after - before == 5 + 4 + 1
-    assert states[1] == states[0]
-    for index in ("jobs:done:kind:dispatch", "jobs:done:kind:deliver", "jobs:done:to:inxmail"):
-        done = [member for member, _ in states[0][index][0]]
-        assert b"job_old" not in done and b"d_old" not in done and len(done) >= 2
-    assert states[0]["rate:" + str(int((NOW + 3) * 1000) // 60000)][0] == {
-        b"done": b"2",
-        b"retry": b"1",
-        b"dead": b"1",
-    }
 
 
 async def test_an_error_in_one_completion_stops_that_one_only(redis_prefix) -> None:

@@ -76,32 +76,6 @@ local function zwrite(op, key, a, b)
   if b then args[#args + 1] = b end
 end
 
--- A sorted set trimmed to the members scored after `cutoff` (ms, as text): at once, or,
--- while a batch of completions gathers them (`trims`), once a key at the batch's end, to
--- the latest cutoff it got. A trim takes only what is older than the retention, which
--- nothing the batch adds is.
-local trims
-local function trim(zk, cutoff)
-  if not trims then return redis.call('ZREMRANGEBYSCORE', zk, '-inf', cutoff) end
-  local was = trims[zk]
-  if not was then
-    trims[#trims + 1] = zk
-  elseif tonumber(was) >= tonumber(cutoff) then
-    return
-  end
-  trims[zk] = cutoff
-end
-
--- The writes gathered (`zbuf`, then `trims`), one call a key.
-local function send_gathered()
-  for _, key in ipairs(zbuf or {}) do
-    local args = zbuf[key]
-    redis.call(args.op, key, unpack(args))
-  end
-  for _, zk in ipairs(trims or {}) do redis.call('ZREMRANGEBYSCORE', zk, '-inf', trims[zk]) end
-  zbuf, trims = nil, nil
-end
-
 -- A job as a script works on it: a table of the fields of its hash that the script uses
 -- (`state`, `kind`, `destination`, …) as read or set, `w`, what it still has to write
 -- (`save`), and `queued` (`queued_at` as text), its score in the due queue if the script
@@ -174,11 +148,11 @@ local function set_state(job, state, cutoff)
   if not kind or job.later then return end  -- a job made due `later` is indexed by `queue`
   local zk = p .. 'jobs:' .. state .. ':kind:' .. kind
   zwrite('ZADD', zk, at, id)
-  if cutoff then trim(zk, cutoff) end
+  if cutoff then redis.call('ZREMRANGEBYSCORE', zk, '-inf', cutoff) end
   if dest and dest ~= '' then
     zk = p .. 'jobs:' .. state .. ':to:' .. dest
     zwrite('ZADD', zk, at, id)
-    if cutoff then trim(zk, cutoff) end
+    if cutoff then redis.call('ZREMRANGEBYSCORE', zk, '-inf', cutoff) end
   end
 end
 
@@ -379,17 +353,17 @@ end
 """
 
 CLAIMS = """
--- What a claim knows of the destinations' gates: `args` (ARGV, say) from `i` on, `count`
--- values in triples: destination, its concurrency limit (0: none), circuit on (1) or off
--- (0) (partitioned: destination, held back until ms, 0).
-local function read_gates(args, i, count)
+-- What a claim knows of the destinations' gates: ARGV from `i` on, `count` values in
+-- triples: destination, its concurrency limit (0: none), circuit on (1) or off (0)
+-- (partitioned: destination, held back until ms, 0).
+local function read_gates(i, count)
   local g = {max_in_flight = {}, circuit_off = {}, held = {}}
   for j = i, i + count - 1, 3 do
     if gated then
-      g.max_in_flight[args[j]] = tonumber(args[j + 1])
-      g.circuit_off[args[j]] = args[j + 2] == '0'
+      g.max_in_flight[ARGV[j]] = tonumber(ARGV[j + 1])
+      g.circuit_off[ARGV[j]] = ARGV[j + 2] == '0'
     else  -- partitioned: destinations whose gate turned jobs away, and until when
-      g.held[args[j]] = tonumber(args[j + 1])
+      g.held[ARGV[j]] = tonumber(ARGV[j + 1])
     end
   end
   return g
@@ -507,7 +481,7 @@ end
     + GATES
     + CLAIMS
     + """
-local gates = read_gates(ARGV, 1, 0)  -- a dispatch job has no destination
+local gates = read_gates(1, 0)  -- a dispatch job has no destination
 hand_over(job, out, {room = 1, lease = tonumber(ARGV[12]), token = ARGV[13], gates = gates})
 save(job)
 return out
@@ -533,7 +507,7 @@ end
     + GATES
     + CLAIMS
     + """
-local g = read_gates(ARGV, 7, #ARGV - 6)
+local g = read_gates(7, #ARGV - 6)
 for _, id in ipairs(expired) do
   redis.call('ZREM', p .. 'q:inflight', id)
   local f = redis.call('HMGET', jk(id), 'destination', 'state', 'kind')
@@ -560,7 +534,10 @@ for _, id in ipairs(due) do
   if claim_one(job, out, expiry, token, g) then claimed = claimed + 1 end
   save(job)
 end
-send_gathered()
+for _, key in ipairs(zbuf) do
+  local args = zbuf[key]
+  redis.call(args.op, key, unpack(args))
+end
 for _, d in ipairs(dests) do
   if d.w[1] then redis.call('HSET', d.key, unpack(d.w)) end
 end
@@ -568,8 +545,7 @@ return out
 """
 )
 
-# ARGV: prefix, the number of completions, then each completion's values after their
-#       number: now, job id, lease token, outcome (done|retry|dead|release),
+# ARGV: prefix, now, job id, lease token, outcome (done|retry|dead|release),
 #       attempt json ('' for release), due ms (retry) | reason (dead) | retention s (done),
 #       health (ok|fail|''), disable reason (''), breaker window ms, failure ratio,
 #       minimum attempts, open ms, circuit on (1) or off (0), number of spawned jobs,
@@ -580,246 +556,194 @@ return out
 #       then for each spawned job: id, kind, payload, due ms, destination, event id,
 #       ordering key, signature, job key (a job already under that key is replaced), then
 #       job keys to unschedule
-# Returns a reply for each completion, in their order: {1 or 0 (lease lost), the
-# destination's new circuit state or '', how many jobs it made due now and left for a
-# claim}, then the fields of the jobs handed over, as CLAIM returns them: the job its
-# ordering key let run next, then spawned jobs, in their order; or, for a completion an
-# error stopped, the error's text.
+# Returns {1 or 0 (lease lost), the destination's new circuit state or '', how many jobs
+# it made due now and left for a claim}, then the fields of the jobs handed over, as CLAIM
+# returns them: the job its ordering key let run next, then spawned jobs, in their order.
 FINISH = (
     BASE
     + JOBS
     + GATES
+    + """
+local id, token, outcome, attempt, extra = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local health, disable = ARGV[8], ARGV[9]
+local k = jk(id)
+local f = redis.call('HMGET', k, 'lease', 'destination', 'kind', 'event_id', 'order_key', 'key',
+                     'state', 'attempts')
+if f[1] ~= token then return {0, ''} end
+local dest, kind, event_id = f[2], f[3], f[4]
+-- saved before anything else reads its hash
+local job = {id = id, w = {}, destination = dest, kind = kind, order_key = f[5], state = f[7]}
+redis.call('ZREM', p .. 'q:inflight', id)
+local changed = ''
+if gated and dest and dest ~= '' then
+  local d = dest_of(dest)
+  if health ~= '' then
+    changed = breaker(d, id, health, tonumber(ARGV[10]), tonumber(ARGV[11]),
+                      tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14] == '1') or ''
+  end
+  if disable ~= '' then
+    set_circuit(d, 'disabled', disable)
+    changed = 'disabled'
+  end
+  unclaim(id, dest)
+end
+-- the last 100 attempts are kept
+if attempt ~= '' and redis.call('RPUSH', k .. ':attempts', attempt) > 100 then
+  redis.call('LTRIM', k .. ':attempts', '-100', '-1')
+end
+local released, handed = nil, {}
+local dispatch = kind == 'dispatch'
+if kind == 'deliver' and outcome ~= 'release' then
+  -- deliveries per minute by outcome, kept two hours (from the minute's first of an
+  -- outcome, which made the key or a field of it)
+  local rk = p .. 'rate:' .. math.floor(now / 60000)
+  if redis.call('HINCRBY', rk, outcome, '1') == 1 then redis.call('EXPIRE', rk, '7200') end
+  if dest and dest ~= '' then
+    local w = gated and dest_of(dest).w or {}
+    if outcome == 'done' then
+      put(w, 'last_ok', at)
+    else
+      put(w, 'last_fail', at)
+      put(w, 'last_fail_job', id)
+    end
+    if not gated then redis.call('HSET', p .. 'dest:' .. dest, unpack(w)) end
+  end
+end
+if outcome == 'done' then
+  local ttl = tonumber(extra)
+  local cutoff = string.format('%.17g', now - ttl * 1000)
+  set_state(job, 'done', cutoff)
+  put(job.w, 'lease', '')
+  put(job.w, 'finished_at', at)
+  released = leave(job)
+  save(job)
+  redis.call('EXPIRE', k, extra)
+  redis.call('EXPIRE', k .. ':attempts', extra)
+  if dispatch then
+    local ek = p .. 'event:' .. event_id
+    local alive = redis.call('EXPIRE', ek, extra) == 1  -- 0: no such key
+    local listed = redis.call('EXPIRE', ek .. ':jobs', extra) == 1
+    -- what its jobs spawned below find of it
+    if ttl > 0 then lives[event_id] = {ttl = alive and ttl * 1000 or -2, listed = listed} end
+    redis.call('ZREMRANGEBYSCORE', p .. 'events', '-inf', cutoff)
+    local e = redis.call('HMGET', ek, 'received_at', 'source')
+    if e[2] then
+      redis.call('ZREMRANGEBYSCORE', p .. 'ix:source:' .. e[2], '-inf', cutoff)
+    end
+    if ARGV[17] ~= '' and e[1] then
+      local note = cjson.decode(ARGV[17])
+      redis.call('HSET', ek, 'types', table.concat(note.types, ','), 'booking', note.booking,
+                 'email', note.email, 'name', note.name)
+      -- indexes of events, scored by receipt, trimmed to the retention and expiring with
+      -- their newest entry
+      local indexes = {}
+      for _, t in ipairs(note.types) do indexes[#indexes + 1] = p .. 'ix:type:' .. t end
+      if note.booking ~= '' then indexes[#indexes + 1] = p .. 'ix:booking:' .. note.booking end
+      if note.email ~= '' then indexes[#indexes + 1] = p .. 'ix:email:' .. note.email end
+      for _, zk in ipairs(indexes) do
+        redis.call('ZADD', zk, e[1], event_id)
+        redis.call('ZREMRANGEBYSCORE', zk, '-inf', cutoff)
+        redis.call('EXPIRE', zk, extra)
+      end
+    end
+  end
+elseif outcome == 'retry' then
+  set_state(job, 'retry')
+  put(job.w, 'lease', '')
+  put(job.w, 'due_at', extra)
+  redis.call('ZADD', p .. 'q:due', extra, id)
+elseif outcome == 'dead' then
+  local keep = ARGV[16]
+  -- its indexes keep what the dead-letter retention keeps
+  local cutoff = string.format('%.17g', now - tonumber(keep) * 1000)
+  set_state(job, 'dead', cutoff)
+  put(job.w, 'lease', '')
+  put(job.w, 'finished_at', at)
+  put(job.w, 'reason', extra)
+  redis.call('ZADD', p .. 'q:dead', at, id)
+  released = leave(job)
+  save(job)
+  -- dead letters hold personal data: kept for the dead-letter retention, then gone
+  redis.call('EXPIRE', k, keep)
+  redis.call('EXPIRE', k .. ':attempts', keep)
+  if dispatch then
+    redis.call('EXPIRE', p .. 'event:' .. event_id, keep)
+    redis.call('EXPIRE', p .. 'event:' .. event_id .. ':jobs', keep)
+  end
+  redis.call('ZREMRANGEBYSCORE', p .. 'q:dead', '-inf', cutoff)
+else
+  put(job.w, 'attempts', num(f[8], 0) - 1)
+  set_state(job, 'due')
+  put(job.w, 'lease', '')
+  put(job.w, 'due_at', at)
+  redis.call('ZADD', p .. 'q:due', at, id)
+end
+save(job)
+-- a finished keyed job: its key no longer names it
+if (outcome == 'done' or outcome == 'dead') and f[6] and f[6] ~= '' then
+  local kk = p .. 'jobkey:' .. f[6]
+  if redis.call('GET', kk) == id then redis.call('DEL', kk) end
+end
+local gate_values = tonumber(ARGV[21])
+local i = 22 + gate_values
+local sent = {}  -- the signatures of the messages of each event, added together
+for _ = 1, tonumber(ARGV[15]) do
+  local sid, key = ARGV[i], ARGV[i + 8]
+  if key ~= '' then
+    unschedule(key)
+    redis.call('SET', p .. 'jobkey:' .. key, sid)
+  end
+  local new = new_job(sid, {'kind', ARGV[i + 1], 'payload', ARGV[i + 2], 'attempts', '0',
+                            'created_at', at, 'destination', ARGV[i + 4],
+                            'event_id', ARGV[i + 5], 'key', key},
+                      ARGV[i + 1], ARGV[i + 2], ARGV[i + 5], ARGV[i + 4])
+  own(sid, ARGV[i + 5])
+  if enqueue(new, tonumber(ARGV[i + 3]), ARGV[i + 3], ARGV[i + 6]) then
+    handed[#handed + 1] = new
+  end
+  if ARGV[i + 7] ~= '' then
+    local sk = p .. 'event:' .. ARGV[i + 5] .. ':sent'
+    local signatures = sent[sk]
+    if not signatures then
+      signatures = {}
+      sent[sk] = signatures
+      sent[#sent + 1] = sk
+    end
+    signatures[#signatures + 1] = ARGV[i + 7]
+  end
+  i = i + 9
+end
+for _, sk in ipairs(sent) do
+  redis.call('SADD', sk, unpack(sent[sk]))
+  redis.call('EXPIRE', sk, extra)
+end
+while ARGV[i] do
+  unschedule(ARGV[i])
+  i = i + 1
+end
+-- the writes left, one HSET a hash
+local function close(out)
+  for _, held_job in ipairs(held) do save(held_job) end
+  for _, d in ipairs(dests) do
+    if d.w[1] then redis.call('HSET', d.key, unpack(d.w)) end
+  end
+  return out
+end
+if not released and not handed[1] then
+  return close({1, changed, 0})  -- nothing to hand over: done before the claim's helpers
+end
+"""
     + CLAIMS
     + """
--- The completions of a batch run one after the other, each on its own: an error stops
--- that one only (what it wrote stays written, as with a script that fails). The writes
--- they share go out once at the batch's end, one call a key: the queue's and the
--- indexes' (`zbuf`, `trims`), the expiries of the events' indexes, the minute's counts
--- of outcomes, the destinations' hashes. Nothing in a completion reads what waits there.
--- (One completion alone writes at once what it would gather: gathering costs more than
--- it saves there.)
-if tonumber(ARGV[2]) > 1 then zbuf, trims = {}, {} end
-local expiries, rates = {}, {}
-local function expire(key, seconds)
-  if not expiries[key] then expiries[#expiries + 1] = key end
-  expiries[key] = seconds
+local hand = {room = tonumber(ARGV[18]), lease = tonumber(ARGV[19]), token = ARGV[20],
+              gates = read_gates(22, gate_values)}
+local out, left = {1, changed, 0}, 0
+if released and hand_over(released, out, hand) then left = left + 1 end
+for _, new in ipairs(handed) do
+  if hand_over(new, out, hand) then left = left + 1 end
 end
--- a delivery's outcome counted in its minute's hash
-local function tally(rk, outcome)
-  local r = rates[rk]
-  if not r then
-    r = {}
-    rates[rk], rates[#rates + 1] = r, rk
-  end
-  if not r[outcome] then r[#r + 1] = outcome end
-  r[outcome] = (r[outcome] or 0) + 1
-end
-
--- One completion, its values in ARGV from `o` + 2 to `o` + `last`: ARGV[o + 2] is its
--- now, ARGV[o + 3] its job id, … (the places they would have for it alone).
-local function finish(o, last)
-  local id, token, outcome = ARGV[o + 3], ARGV[o + 4], ARGV[o + 5]
-  local attempt, extra = ARGV[o + 6], ARGV[o + 7]
-  local health, disable = ARGV[o + 8], ARGV[o + 9]
-  local k = jk(id)
-  local f = redis.call('HMGET', k, 'lease', 'destination', 'kind', 'event_id', 'order_key', 'key',
-                       'state', 'attempts')
-  if f[1] ~= token then return {0, ''} end
-  local dest, kind, event_id = f[2], f[3], f[4]
-  -- saved before anything else reads its hash
-  local job = {id = id, w = {}, destination = dest, kind = kind, order_key = f[5], state = f[7]}
-  zwrite('ZREM', p .. 'q:inflight', id)
-  local changed = ''
-  if gated and dest and dest ~= '' then
-    local d = dest_of(dest)
-    if health ~= '' then
-      changed = breaker(d, id, health, tonumber(ARGV[o + 10]), tonumber(ARGV[o + 11]),
-                        tonumber(ARGV[o + 12]), tonumber(ARGV[o + 13]), ARGV[o + 14] == '1') or ''
-    end
-    if disable ~= '' then
-      set_circuit(d, 'disabled', disable)
-      changed = 'disabled'
-    end
-    unclaim(id, dest)
-  end
-  -- the last 100 attempts are kept
-  if attempt ~= '' and redis.call('RPUSH', k .. ':attempts', attempt) > 100 then
-    redis.call('LTRIM', k .. ':attempts', '-100', '-1')
-  end
-  local released, handed = nil, {}
-  local dispatch = kind == 'dispatch'
-  if kind == 'deliver' and outcome ~= 'release' then
-    -- deliveries per minute by outcome, kept two hours (from the minute's first of an
-    -- outcome, which made the key or a field of it)
-    tally(p .. 'rate:' .. math.floor(now / 60000), outcome)
-    if dest and dest ~= '' then
-      local w = gated and dest_of(dest).w or {}
-      if outcome == 'done' then
-        put(w, 'last_ok', at)
-      else
-        put(w, 'last_fail', at)
-        put(w, 'last_fail_job', id)
-      end
-      if not gated then redis.call('HSET', p .. 'dest:' .. dest, unpack(w)) end
-    end
-  end
-  if outcome == 'done' then
-    local ttl = tonumber(extra)
-    local cutoff = string.format('%.17g', now - ttl * 1000)
-    set_state(job, 'done', cutoff)
-    put(job.w, 'lease', '')
-    put(job.w, 'finished_at', at)
-    released = leave(job)
-    save(job)
-    redis.call('EXPIRE', k, extra)
-    redis.call('EXPIRE', k .. ':attempts', extra)
-    if dispatch then
-      local ek = p .. 'event:' .. event_id
-      local alive = redis.call('EXPIRE', ek, extra) == 1  -- 0: no such key
-      local listed = redis.call('EXPIRE', ek .. ':jobs', extra) == 1
-      -- what its jobs spawned below find of it
-      if ttl > 0 then lives[event_id] = {ttl = alive and ttl * 1000 or -2, listed = listed} end
-      trim(p .. 'events', cutoff)
-      local e = redis.call('HMGET', ek, 'received_at', 'source')
-      if e[2] then
-        trim(p .. 'ix:source:' .. e[2], cutoff)
-      end
-      if ARGV[o + 17] ~= '' and e[1] then
-        local note = cjson.decode(ARGV[o + 17])
-        redis.call('HSET', ek, 'types', table.concat(note.types, ','), 'booking', note.booking,
-                   'email', note.email, 'name', note.name)
-        -- indexes of events, scored by receipt, trimmed to the retention and expiring with
-        -- their newest entry
-        local indexes = {}
-        for _, t in ipairs(note.types) do indexes[#indexes + 1] = p .. 'ix:type:' .. t end
-        if note.booking ~= '' then indexes[#indexes + 1] = p .. 'ix:booking:' .. note.booking end
-        if note.email ~= '' then indexes[#indexes + 1] = p .. 'ix:email:' .. note.email end
-        for _, zk in ipairs(indexes) do
-          zwrite('ZADD', zk, e[1], event_id)
-          trim(zk, cutoff)
-          expire(zk, extra)
-        end
-      end
-    end
-  elseif outcome == 'retry' then
-    set_state(job, 'retry')
-    put(job.w, 'lease', '')
-    put(job.w, 'due_at', extra)
-    redis.call('ZADD', p .. 'q:due', extra, id)
-  elseif outcome == 'dead' then
-    local keep = ARGV[o + 16]
-    -- its indexes keep what the dead-letter retention keeps
-    local cutoff = string.format('%.17g', now - tonumber(keep) * 1000)
-    set_state(job, 'dead', cutoff)
-    put(job.w, 'lease', '')
-    put(job.w, 'finished_at', at)
-    put(job.w, 'reason', extra)
-    zwrite('ZADD', p .. 'q:dead', at, id)
-    released = leave(job)
-    save(job)
-    -- dead letters hold personal data: kept for the dead-letter retention, then gone
-    redis.call('EXPIRE', k, keep)
-    redis.call('EXPIRE', k .. ':attempts', keep)
-    if dispatch then
-      redis.call('EXPIRE', p .. 'event:' .. event_id, keep)
-      redis.call('EXPIRE', p .. 'event:' .. event_id .. ':jobs', keep)
-    end
-    trim(p .. 'q:dead', cutoff)
-  else
-    put(job.w, 'attempts', num(f[8], 0) - 1)
-    set_state(job, 'due')
-    put(job.w, 'lease', '')
-    put(job.w, 'due_at', at)
-    redis.call('ZADD', p .. 'q:due', at, id)
-  end
-  save(job)
-  -- a finished keyed job: its key no longer names it
-  if (outcome == 'done' or outcome == 'dead') and f[6] and f[6] ~= '' then
-    local kk = p .. 'jobkey:' .. f[6]
-    if redis.call('GET', kk) == id then redis.call('DEL', kk) end
-  end
-  local gate_values = tonumber(ARGV[o + 21])
-  local i = 22 + gate_values
-  local sent = {}  -- the signatures of the messages of each event, added together
-  for _ = 1, tonumber(ARGV[o + 15]) do
-    local sid, key = ARGV[o + i], ARGV[o + i + 8]
-    if key ~= '' then
-      unschedule(key)
-      redis.call('SET', p .. 'jobkey:' .. key, sid)
-    end
-    local new = new_job(sid, {'kind', ARGV[o + i + 1], 'payload', ARGV[o + i + 2], 'attempts', '0',
-                              'created_at', at, 'destination', ARGV[o + i + 4],
-                              'event_id', ARGV[o + i + 5], 'key', key},
-                        ARGV[o + i + 1], ARGV[o + i + 2], ARGV[o + i + 5], ARGV[o + i + 4])
-    own(sid, ARGV[o + i + 5])
-    if enqueue(new, tonumber(ARGV[o + i + 3]), ARGV[o + i + 3], ARGV[o + i + 6]) then
-      handed[#handed + 1] = new
-    end
-    if ARGV[o + i + 7] ~= '' then
-      local sk = p .. 'event:' .. ARGV[o + i + 5] .. ':sent'
-      local signatures = sent[sk]
-      if not signatures then
-        signatures = {}
-        sent[sk] = signatures
-        sent[#sent + 1] = sk
-      end
-      signatures[#signatures + 1] = ARGV[o + i + 7]
-    end
-    i = i + 9
-  end
-  for _, sk in ipairs(sent) do
-    redis.call('SADD', sk, unpack(sent[sk]))
-    redis.call('EXPIRE', sk, extra)
-  end
-  while i <= last do
-    unschedule(ARGV[o + i])
-    i = i + 1
-  end
-  -- the jobs' writes left, one HSET a hash
-  local function close(out)
-    for _, held_job in ipairs(held) do save(held_job) end
-    return out
-  end
-  if not released and not handed[1] then return close({1, changed, 0}) end
-  local hand = {room = tonumber(ARGV[o + 18]), lease = tonumber(ARGV[o + 19]), token = ARGV[o + 20],
-                gates = read_gates(ARGV, o + 22, gate_values)}
-  local out, left = {1, changed, 0}, 0
-  if released and hand_over(released, out, hand) then left = left + 1 end
-  for _, new in ipairs(handed) do
-    if hand_over(new, out, hand) then left = left + 1 end
-  end
-  out[3] = left
-  return close(out)
-end
-
-local replies, i = {}, 3
-for n = 1, tonumber(ARGV[2]) do
-  local size = tonumber(ARGV[i])
-  -- each completion's own time, and no job or event it reads known from another
-  now, at = tonumber(ARGV[i + 1]), ARGV[i + 1]
-  if n > 1 then known, held, lives = {}, {}, {} end
-  local ok, reply = pcall(finish, i - 1, size + 1)
-  i = i + size + 1
-  if not ok then  -- a redis.call's error is a table, a Lua error its text
-    reply = type(reply) == 'table' and reply.err or tostring(reply)
-  end
-  replies[n] = reply
-end
-send_gathered()
-for _, key in ipairs(expiries) do redis.call('EXPIRE', key, expiries[key]) end
--- a minute's count of an outcome expires two hours after the call that made it
-for _, rk in ipairs(rates) do
-  local r = rates[rk]
-  for _, outcome in ipairs(r) do
-    if redis.call('HINCRBY', rk, outcome, r[outcome]) == r[outcome] then
-      redis.call('EXPIRE', rk, '7200')
-    end
-  end
-end
-for _, d in ipairs(dests) do
-  if d.w[1] then redis.call('HSET', d.key, unpack(d.w)) end
-end
-return replies
+out[3] = left
+return close(out)
 """
 )
 

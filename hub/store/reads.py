@@ -20,10 +20,7 @@ while this process reads the other's answer, where each waited for the other. Th
 after those wait for one of the two to answer. Other calls do not count: webhooks
 accepted at a high rate would make writes smaller and more, for little. Calls in flight
 together run in either order, as calls of concurrent tasks may; a caller that needs one
-answered before the next awaits it. The completions of a write go as one call of their
-script for each partition (a kind that ``merges``): it runs them one after the other, each
-on its own, and makes the writes they share (the queue's and the indexes', the
-destination's hash, the counts of outcomes) once.
+answered before the next awaits it.
 
 A Cluster's calls go per kind, each kind's batch through a pipeline of the Cluster, which
 routes each command to its node.
@@ -48,7 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from hub.deadlines import Deadlines
 from hub.errors import StoreUnavailable
 
-__all__ = ["Reads", "Sender", "TurnBatch", "commands_of", "replies_of", "sender_for"]
+__all__ = ["Reads", "Sender", "TurnBatch", "sender_for"]
 
 _UNREAD = object()  # a reply still to be read
 _SECOND = 8  # completions waiting behind a batch out that send the calls waiting at once
@@ -131,9 +128,6 @@ class TurnBatch(_Queue):
     _resend = False  # may be sent again on a connection error (the client's retry policy)
     # calls that hold Redis long enough for a second write to be worth its cost (FINISH)
     heavy = False
-    # the calls of a write with the same key go as one command (``_merged``), whose reply
-    # holds one for each (``_parts``)
-    merges = False
 
     def __init__(self, client: Any, sender: Sender | None = None) -> None:
         super().__init__()
@@ -149,66 +143,10 @@ class TurnBatch(_Queue):
         """``call`` as a command for Redis."""
         raise NotImplementedError
 
-    def _key(self, call: Any) -> Any:
-        """What the calls that merge into one command share (a kind that ``merges``)."""
-        raise NotImplementedError
-
-    def _merged(self, calls: list[Any]) -> tuple[Any, ...]:
-        """``calls`` (one or more, of one key) as one command for Redis."""
-        raise NotImplementedError
-
-    def _parts(self, reply: Any) -> list[Any]:
-        """The reply of each call of a ``_merged`` command, in their order (an exception for
-        one that failed)."""
-        raise NotImplementedError
-
     async def close(self) -> None:
         await super().close()
         if self._sender is not None:
             await self._sender.close()
-
-
-def commands_of(calls: list[tuple[TurnBatch, Any]]) -> tuple[list[Any], list[list[int]]]:
-    """The commands that carry ``calls`` (each with its kind), and for each command the
-    places in ``calls`` of those it carries: one call a command, but the calls of a kind
-    that merges go as one command for each key, where the first of them was."""
-    commands: list[Any] = []
-    owners: list[list[int]] = []
-    merging: dict[tuple[TurnBatch, Any], int] = {}
-    for i, (kind, call) in enumerate(calls):
-        if kind.merges:
-            key = (kind, kind._key(call))
-            at = merging.get(key)
-            if at is not None:
-                owners[at].append(i)
-                continue
-            merging[key] = len(commands)
-        commands.append(kind)
-        owners.append([i])
-    for at, kind in enumerate(commands):
-        own = owners[at]
-        if kind.merges:
-            commands[at] = kind._merged([calls[i][1] for i in own])
-        else:
-            commands[at] = kind._command(calls[own[0]][1])
-    return commands, owners
-
-
-def replies_of(
-    calls: list[tuple[TurnBatch, Any]], owners: list[list[int]], results: list[Any]
-) -> list[Any]:
-    """The reply of each of ``calls`` from those of the commands that carried them
-    (``commands_of``): a merged command's error is that of each of its calls."""
-    replies: list[Any] = [None] * len(calls)
-    for own, result in zip(owners, results, strict=True):
-        kind = calls[own[0]][0]
-        if not kind.merges:
-            replies[own[0]] = result
-            continue
-        parts = [result] * len(own) if isinstance(result, Exception) else kind._parts(result)
-        for i, part in zip(own, parts, strict=True):
-            replies[i] = part
-    return replies
 
 
 def sender_for(client: Any) -> Sender | None:
@@ -250,8 +188,8 @@ class Sender(_Queue):
             await self._pool.release(connection)
 
     async def _send(self, calls: list[tuple[TurnBatch, Any]]) -> list[Any]:
-        commands, owners = commands_of(calls)
-        kinds = [calls[own[0]][0] for own in owners]
+        kinds = [kind for kind, _ in calls]
+        commands = [kind._command(call) for kind, call in calls]
         results = await self._write(commands, kinds)
         missing = [
             i
@@ -271,7 +209,7 @@ class Sender(_Queue):
                 again = [error] * len(missing)
             for i, result in zip(missing, again, strict=True):
                 results[i] = result
-        return replies_of(calls, owners, results)
+        return results
 
     async def _write(self, commands: list[Any], kinds: list[TurnBatch | None]) -> list[Any]:
         """The replies to ``commands``, sent in one write; with one WAIT after them when a

@@ -18,7 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.crypto import Cipher
@@ -58,7 +58,7 @@ from hub.store.lua import (
 from hub.store.partitions import current as current_partition
 from hub.store.partitions import partition_prefix
 from hub.store.reading import RedisReading
-from hub.store.reads import Reads, Sender, TurnBatch, commands_of, replies_of, sender_for
+from hub.store.reads import Reads, Sender, TurnBatch, sender_for
 from hub.store.views import EventNote
 
 __all__ = ["RedisStore"]
@@ -116,10 +116,7 @@ class _Batch(TurnBatch):
     one write, one round trip (on one Redis, with the calls of every other kind through
     the client's ``Sender``). Each call still runs atomically on its own, and each
     caller gets its own result or error. Webhooks accepted together and jobs finishing
-    together thus share their round trips. The calls of a script that ``merges`` (FINISH)
-    go as one script call for each prefix, which runs them one after the other, each on
-    its own, and makes the writes they share once (ARGV: the prefix, the number of calls,
-    then each call's arguments after the prefix, after their number).
+    together thus share their round trips.
 
     A script gets its prefix (ARGV[1]) as its one key too, so a Cluster sends it to the
     slot of its partition. With ``wait`` (min_replicas, timeout ms), ``WAIT`` follows the
@@ -134,13 +131,11 @@ class _Batch(TurnBatch):
         sender: Sender | None = None,
         *,
         heavy: bool = False,
-        merges: bool = False,
     ) -> None:
         super().__init__(client, sender)
         self._script = script
         self._wait = wait
         self.heavy = heavy
-        self.merges = merges
 
     async def __call__(self, args: list[Any]) -> Any:
         return await self.submit(args)
@@ -153,37 +148,15 @@ class _Batch(TurnBatch):
     def _command(self, call: list[Any]) -> tuple[Any, ...]:
         return ("EVALSHA", self._script.sha, 1, call[0], *call)
 
-    def _key(self, call: list[Any]) -> Any:
-        return call[0]
-
-    def _merged(self, calls: list[list[Any]]) -> tuple[Any, ...]:
-        prefix = calls[0][0]
-        command = ["EVALSHA", self._script.sha, 1, prefix, prefix, len(calls)]
-        for call in calls:
-            command.append(len(call) - 1)
-            command += call[1:]
-        return tuple(command)
-
-    def _parts(self, reply: list[Any]) -> list[Any]:
-        # a call the script could not finish: its error's text
-        return [ResponseError(_text(part)) if isinstance(part, bytes) else part for part in reply]
-
     async def _send(self, calls: list[list[Any]]) -> list[Any]:
-        # a Cluster's: one pipeline of this kind's calls, each to its prefix's node
-        pairs = [(self, call) for call in calls]
-        commands, owners = commands_of(pairs)
-        results = await self._confirmed(commands)
-        return replies_of(pairs, owners, results)
-
-    async def _confirmed(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        results = await self._pipeline(commands)
+        results = await self._pipeline(calls)
         if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted
             await self._client.script_load(self._script.script)
-            results = await self._pipeline(commands)
+            results = await self._pipeline(calls)
         if not self._wait:
             return results
         confirmed = min(
-            (r for r in results[len(commands) :]),
+            (r for r in results[len(calls) :]),
             key=lambda r: -1 if isinstance(r, Exception) else int(r),
         )
         if isinstance(confirmed, Exception) or int(confirmed) < self._wait[0]:
@@ -191,21 +164,20 @@ class _Batch(TurnBatch):
                 f"{confirmed} of {self._wait[0]} replicas confirmed the write "
                 f"within {self._wait[1]} ms"
             )
-        return results[: len(commands)]
+        return results[: len(calls)]
 
-    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def _pipeline(self, calls: list[list[Any]]) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipe:
-            for command in commands:
-                pipe.execute_command(*command)
+            for args in calls:
+                pipe.execute_command("EVALSHA", self._script.sha, 1, args[0], *args)
             if self._wait and isinstance(self._client, RedisCluster):
                 # WAIT on each primary written to, on the connection that wrote
                 await self._client.initialize()
-                keys = [command[3] for command in commands]  # EVALSHA sha 1 key …
-                nodes = {self._client.get_node_from_key(key) for key in keys}
+                nodes = {self._client.get_node_from_key(args[0]) for args in calls}
                 for node in nodes:
                     pipe.execute_command("WAIT", *self._wait, target_nodes=node)
                 results = await pipe.execute(raise_on_error=False)
-                if nodes != {self._client.get_node_from_key(key) for key in keys}:
+                if nodes != {self._client.get_node_from_key(args[0]) for args in calls}:
                     # a slot moved meanwhile (a failover): the calls it redirected ran on
                     # other connections, which those WAITs do not cover
                     raise StoreUnavailable("a slot moved during the write; not confirmed")
@@ -263,9 +235,7 @@ class RedisStore(RedisReading):
         ]
         self._accepts = _Batch(client, client.register_script(ACCEPT), wait, sender)
         self._claim = _Batch(client, client.register_script(CLAIM), wait, sender)
-        self._finishes = _Batch(
-            client, client.register_script(FINISH), wait, sender, heavy=True, merges=True
-        )
+        self._finishes = _Batch(client, client.register_script(FINISH), wait, sender, heavy=True)
         self._replay = _Batch(client, client.register_script(REPLAY), wait, sender)
         self._redispatch = _Batch(client, client.register_script(REDISPATCH), wait, sender)
         self._book = _Batch(client, client.register_script(BOOK), wait, sender)
