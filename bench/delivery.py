@@ -56,6 +56,7 @@ from hub.ids import new_id
 from hub.logs import configure_logging
 from hub.model import Booking, BookingEvent, Person, booking_uuid
 from hub.outbound import client_session
+from hub.posting import Poster
 from hub.routing import Router
 from hub.store import EndpointPolicy, NewJob
 from hub.store.redis import RedisStore
@@ -175,9 +176,10 @@ async def hub_worker(url: str, sink: str, jobs: int, kind: str) -> Run:
 async def drain(store: RedisStore, sink: str, kind: str) -> tuple[Run, int]:
     """Run one worker (IN_FLIGHT at a time) until nothing is due or in flight; return what
     it took and how many jobs died."""
-    # the hub's own session (its timeouts, its headers), with the raw client's pool
+    # the hub's own clients: aiohttp's session for API calls, its delivery client
+    posts = Poster()
     async with client_session(aiohttp.TCPConnector(limit=IN_FLIGHT)) as http:
-        context = ConnectorContext(http=http, clock=SystemClock(), store=store)
+        context = ConnectorContext(http=http, clock=SystemClock(), store=store, posts=posts)
         if kind == "inxmail":
             destination: Any = Inxmail("inxmail", inxmail(sink), context)
         else:
@@ -209,6 +211,7 @@ async def drain(store: RedisStore, sink: str, kind: str) -> tuple[Run, int]:
                 await asyncio.sleep(0.02)
         worker.stop()
         await task
+        await posts.close()
         stats = await store.stats()
         if stats.due or stats.in_flight:
             raise SystemExit(f"the drain left {stats.due} due and {stats.in_flight} in flight")

@@ -194,7 +194,7 @@ class Inxmail(DestinationConnector):
             # the booking lacks what a template uses: fix the template, then replay
             raise PermanentDelivery(f"a template of the route failed: {error}") from error
         return await post_json(
-            self.context.session(self.config.deny_private_networks),
+            self.context.poster(self.config.deny_private_networks),
             self._url,
             body,
             now=now,

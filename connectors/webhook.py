@@ -161,7 +161,7 @@ class WebhookDestination(DestinationConnector):
             "webhook-signature": " ".join(sign(k, msg_id, seconds, data) for k in self._signers),
         }
         return await post_json(
-            self.context.session(self.config.deny_private_networks),
+            self.context.poster(self.config.deny_private_networks),
             self._url,
             data,
             now=now,

@@ -36,6 +36,7 @@ from hub.metrics import Metrics
 from hub.model import Booking
 from hub.outbound import client_session
 from hub.plugins import get_plugin_manager
+from hub.posting import Poster
 from hub.routing import Router
 from hub.runtime import build_destinations, build_sources
 from hub.store import Store, open_store
@@ -92,12 +93,22 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 async def _http(app: web.Application) -> AsyncIterator[None]:
     session, public = client_session(), client_session(public_only=True)
+    posts, public_posts = Poster(), Poster(public_only=True)
     app[HTTP] = session
-    context = ConnectorContext(http=session, clock=app[CLOCK], store=app[STORE], public_http=public)
+    context = ConnectorContext(
+        http=session,
+        clock=app[CLOCK],
+        store=app[STORE],
+        public_http=public,
+        posts=posts,
+        public_posts=public_posts,
+    )
     app[DESTINATIONS] = build_destinations(app[CONFIG], app[PLUGINS], context)
     yield
     await session.close()
     await public.close()
+    await posts.close()
+    await public_posts.close()
 
 
 def store_from_config(config: Config) -> Store:

@@ -38,6 +38,7 @@ from hub.bookings import Bookings
 from hub.clock import Clock
 from hub.errors import PermanentDelivery
 from hub.model import BookingEvent
+from hub.posting import Poster
 from hub.retry import RetryPolicy
 from hub.schemas import compile_schema
 from hub.store import EndpointPolicy, Store
@@ -253,6 +254,9 @@ class ConnectorContext:
     store: Store | None = None
     # the session that connects to public addresses only (``deny_private_networks``)
     public_http: aiohttp.ClientSession | None = None
+    # the delivery client (``hub.posting``), and its twin for public addresses only
+    posts: Poster | None = None
+    public_posts: Poster | None = None
 
     def session(self, public_only: bool) -> aiohttp.ClientSession:
         """The session for a destination: the one that connects to public addresses only
@@ -260,6 +264,15 @@ class ConnectorContext:
         if public_only and self.public_http is not None:
             return self.public_http
         return self.http
+
+    def poster(self, public_only: bool) -> Poster:
+        """The delivery client for a destination (``hub.outbound.post_json`` sends through
+        it): the one that connects to public addresses only when it denies private
+        networks, else the shared one."""
+        chosen = self.public_posts if public_only and self.public_posts else self.posts
+        if chosen is None:
+            raise RuntimeError("this context has no delivery client")
+        return chosen
 
     def memory(self, destination: str) -> Memory:
         """The memory of one destination."""

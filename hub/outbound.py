@@ -16,6 +16,7 @@ from aiohttp.resolver import DefaultResolver
 
 from hub.connector import DeliveryResult
 from hub.errors import PermanentDelivery, RetryableDelivery
+from hub.posting import EXCERPT, Poster, PostFailed, PrivateAddress, refusal
 
 __all__ = [
     "RESPONSE_EXCERPT",
@@ -29,22 +30,13 @@ __all__ = [
     "request_failed",
 ]
 
-RESPONSE_EXCERPT = 1024  # bytes of a response body kept with an attempt
+RESPONSE_EXCERPT = EXCERPT  # bytes of a response body kept with an attempt
 # Client errors that may succeed later: timeout, conflict, too early, too many requests.
 _RETRYABLE_4XX = {408, 409, 425, 429}
 
 
 # A socket that does not connect within this many seconds fails the attempt (retried).
 CONNECT_TIMEOUT = 10.0
-
-
-class PrivateAddress(OSError):
-    """A host that resolves to no public address, for a destination that sends to public
-    addresses only."""
-
-
-def _refusal(host: str, ip: object) -> str:
-    return f"{host} resolves to {ip}, a private address, and deny_private_networks is set"
 
 
 class PublicResolver(AbstractResolver):
@@ -62,7 +54,7 @@ class PublicResolver(AbstractResolver):
         found = await self._resolver.resolve(host, port, family)
         public = [r for r in found if ipaddress.ip_address(r["host"]).is_global]
         if found and not public:
-            raise PrivateAddress(_refusal(host, found[0]["host"]))
+            raise PrivateAddress(refusal(host, found[0]["host"]))
         return public
 
     async def close(self) -> None:
@@ -112,7 +104,7 @@ async def check_public(url: str) -> None:
     for *_, address in found:
         ip = ipaddress.ip_address(address[0])
         if not ip.is_global:
-            raise PermanentDelivery(_refusal(host, ip))
+            raise PermanentDelivery(refusal(host, ip))
 
 
 def request_failed(error: aiohttp.ClientError, what: str = "") -> Exception:
@@ -137,7 +129,7 @@ def redirect_refused(url: str, status: int, location: str | None, excerpt: str) 
 
 
 async def post_json(
-    session: aiohttp.ClientSession,
+    poster: Poster,
     url: str,
     body: dict[str, Any] | bytes,
     *,
@@ -145,30 +137,28 @@ async def post_json(
     headers: dict[str, str] | None = None,
     deny_private_networks: bool = False,
 ) -> DeliveryResult:
-    """POST ``body`` as JSON (bytes are sent as they are: what was signed is what goes).
-    2xx is success; 408/409/425/429 and 5xx are retryable (with the destination's
-    Retry-After); any other status is permanent. A network error is retryable."""
+    """POST ``body`` as JSON through the hub's delivery client (``ConnectorContext.poster``;
+    bytes are sent as they are: what was signed is what goes). 2xx is success;
+    408/409/425/429 and 5xx are retryable (with the destination's Retry-After); any other
+    status is permanent. No answer (a network error, a malformed answer) is retryable; a
+    host found to be private as it is connected to is permanent."""
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     if deny_private_networks:
         await check_public(url)
     try:
-        async with session.post(
-            url,
-            data=data,
-            headers={"Content-Type": "application/json", **(headers or {})},
-            allow_redirects=False,
-        ) as response:
-            excerpt = (await response.content.read(RESPONSE_EXCERPT)).decode(errors="replace")
-            status = response.status
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
-            location = response.headers.get("Location")
-    except aiohttp.ClientError as error:
-        raise request_failed(error) from error
-    if 300 <= status < 400:
-        redirect_refused(url, status, location, excerpt)
+        answer = await poster.post(url, data, headers or {})
+    except PrivateAddress as error:
+        raise PermanentDelivery(str(error)) from error
+    except PostFailed as error:
+        raise RetryableDelivery(str(error)) from error
+    status = answer.status
+    excerpt = answer.excerpt.decode(errors="replace")
     if 200 <= status < 300:
         return DeliveryResult(status=status, response=excerpt)
+    if 300 <= status < 400:
+        redirect_refused(url, status, answer.location, excerpt)
     detail = f"{url} answered {status}"
     if status >= 500 or status in _RETRYABLE_4XX:
+        retry_after = parse_retry_after(answer.retry_after, now)
         raise RetryableDelivery(detail, status=status, response=excerpt, retry_after=retry_after)
     raise PermanentDelivery(detail, status=status, response=excerpt)

@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from hub.logs import configure_logging
+from hub.outbound import post_json
 from tests.test_webhooks import NEW, OLD, start
 
 
@@ -70,21 +71,36 @@ def test_a_traceback_shows_no_local_variables(fmt) -> None:
         assert json.loads(text)["job_id"] == "job_1"
 
 
-async def test_a_public_only_session_refuses_a_private_address_as_it_connects(sink) -> None:
+async def test_a_public_only_client_refuses_a_private_address_as_it_connects(sink) -> None:
     """The addresses checked are the ones connected to: a name that passed the check
     before and resolves to a private address now (DNS rebinding) is refused all the same.
-    Here the check before is left out, and the session alone refuses the loopback."""
+    Here the check before is left out, and the clients alone refuse the loopback: the
+    delivery client (``Poster``) and the aiohttp session of the API calls."""
+    import aiohttp
+
     from hub.errors import PermanentDelivery
-    from hub.outbound import PrivateAddress, PublicResolver, client_session, post_json
+    from hub.outbound import PrivateAddress, PublicResolver, client_session, request_failed
+    from hub.posting import Poster
 
     with pytest.raises(PrivateAddress, match=r"^localhost resolves to (127\.0\.0\.1|::1), a"):
         await PublicResolver().resolve("localhost", 80)
     url = sink.url.replace("127.0.0.1", "localhost") + "/in"
-    async with client_session(public_only=True) as public:
+    public, shared = Poster(public_only=True), Poster()
+    try:
         with pytest.raises(PermanentDelivery, match=r"^localhost resolves to .*, a private "):
             await post_json(public, url, b"{}", now=0.0)
-    async with client_session() as shared:  # the shared session still connects to it
+        assert public.connections() == 0
+        # the shared client still connects to it
         assert (await post_json(shared, url, b"{}", now=0.0)).status == 202
+    finally:
+        await public.close()
+        await shared.close()
+    async with client_session(public_only=True) as session:
+        with pytest.raises(aiohttp.ClientError) as refused:
+            await session.post(url, data=b"{}")
+        failure = request_failed(refused.value)
+        assert isinstance(failure, PermanentDelivery)
+        assert str(failure).startswith("localhost resolves to")
     assert len(sink.requests) == 1
 
 

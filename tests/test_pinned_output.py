@@ -36,6 +36,7 @@ from hub.model import (
     Person,
     booking_uuid,
 )
+from hub.posting import Poster
 from hub.store import Paired, StoredBooking
 from tests.conftest import fixture_json
 from tests.test_scheduling import NEW, OLD, booking, post, reschedule
@@ -332,7 +333,7 @@ def outbox(monkeypatch) -> tuple[inxmail.Inxmail, list[bytes]]:
         api_id="id",
         api_secret="secret",
     )
-    context = ConnectorContext(http=None, clock=ManualClock(NOW))  # type: ignore[arg-type]
+    context = ConnectorContext(http=None, clock=ManualClock(NOW), posts=Poster())  # type: ignore[arg-type]
     return inxmail.Inxmail("inxmail", config, context), sent
 
 
