@@ -125,6 +125,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as error:
             cause = error.__context__ if isinstance(error.__context__, PostFailed) else None
             self._fail(cause or PostFailed(f"the answer is not valid HTTP ({error})"))
+        else:
+            if self._waiter is not None and self._kept >= EXCERPT:
+                # all a delivery keeps, and the body goes on: the rest is not waited for
+                self._finish(False)
 
     def eof_received(self) -> bool:
         return False  # the transport closes; connection_lost says what it meant
@@ -153,7 +157,7 @@ class _Connection(asyncio.Protocol):
         self._count(len(status))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value))
+        self._count(len(name) + len(value) + 4)  # with ": " and the line end
         name = name.lower()
         if name == b"retry-after":
             self._retry_after = value.decode("latin-1")
@@ -169,11 +173,9 @@ class _Connection(asyncio.Protocol):
         if self._status < 200:
             return
         room = EXCERPT - self._kept
-        if room <= 0:  # more than a delivery keeps, still coming: not waited for
-            self._finish(False)
-            return
-        self._body.append(body[:room])
-        self._kept += min(len(body), room)
+        if room > 0:
+            self._body.append(body[:room])
+            self._kept += min(len(body), room)
 
     def on_message_complete(self) -> None:
         if self._status < 200:  # 100 Continue, 103 Early Hints: the answer is still to come
