@@ -15,7 +15,10 @@ TLS is verified against the system's certificates; redirects are answers like an
 (the caller refuses them); a connection whose answer was not read to its end (an excerpt
 is all a delivery keeps) is closed, never used again; a POST is never sent twice by the
 client itself (a connection the server closed as the request went out fails the attempt,
-which the worker retries). ``public_only``: every address a host resolves to is checked
+which the worker retries). A kept connection past its keepalive is closed at the next
+POST to any origin, if the server has not closed it before; an origin has as many
+connections as POSTs in flight to it at once (the worker's concurrency bounds them).
+``public_only``: every address a host resolves to is checked
 as it is connected to, and a host with no public address is refused (``PrivateAddress``),
 so a name that resolves to a private address later (DNS rebinding) is refused too.
 
@@ -255,11 +258,14 @@ class Poster:
         self._targets: dict[str, _Target] = {}
         self._open: set[_Connection] = set()
         self._closed = False
+        self._swept = 0.0  # when kept connections past their keepalive were last closed
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         target = self._targets.get(url) or self._target(url)
         request = target.head + _headers(headers, len(body)) + body
         loop = asyncio.get_running_loop()
+        if loop.time() - self._swept > self._keepalive:
+            self._sweep(loop.time())
         idle = self._idle.get(target.origin)
         connection = None
         while idle:
@@ -292,6 +298,15 @@ class Poster:
     def connections(self) -> int:
         """Connections open now, in use or kept."""
         return len(self._open)
+
+    def _sweep(self, now: float) -> None:
+        """Close the kept connections past their keepalive, of every origin: a destination
+        no longer sent to holds none open for long."""
+        self._swept = now
+        for idle in self._idle.values():
+            for connection in [c for c in idle if not c.usable(now, self._keepalive)]:
+                idle.remove(connection)
+                self._drop(connection)
 
     def _drop(self, connection: _Connection) -> None:
         connection.close()

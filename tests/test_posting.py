@@ -313,6 +313,26 @@ async def test_a_kept_connection_is_not_used_past_its_keepalive(aiohttp_server):
     assert len(peers) == 3
 
 
+async def test_a_connection_past_its_keepalive_is_closed_when_another_origin_is_sent_to():
+    closed = asyncio.Event()
+
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await reader.read()  # until the client closes it
+        closed.set()
+
+    poster = Poster(keepalive=0.0)
+    try:
+        async with Raw(once) as first, Raw(answering(b"HTTP/1.1 204 OK\r\n\r\n")) as second:
+            await poster.post(first.url, b"{}", {})
+            assert not closed.is_set()
+            await poster.post(second.url, b"{}", {})
+            await closed.wait()  # the first origin's kept connection was closed
+    finally:
+        await poster.close()
+
+
 def _certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for localhost and 127.0.0.1, and its key."""
     key = ec.generate_private_key(ec.SECP256R1())
