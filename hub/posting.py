@@ -96,11 +96,18 @@ class _Connection(asyncio.Protocol):
         self._loop = loop
         self._pool = pool  # the poster's open connections: this one leaves it as it closes
         self._parser = httptools.HttpResponseParser(self)
+        # as lenient as aiohttp's own parser: an answer it read is read here too
+        self._parser.set_dangerous_leniencies(
+            lenient_headers=True,
+            lenient_optional_cr_before_lf=True,
+            lenient_spaces_after_chunk_size=True,
+        )
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.used = 0.0  # when it was last given back, on the loop's clock
         self._waiter: asyncio.Future[Answer] | None = None
-        self._head = 0  # bytes of the answer's head so far
+        self._head = 0  # bytes of the answer's head so far, by its headers
+        self._fed = 0  # bytes fed while the head was still incomplete
         self._status = 0
         self._body: list[bytes] = []
         self._kept = 0  # bytes of the body kept
@@ -129,7 +136,14 @@ class _Connection(asyncio.Protocol):
             cause = error.__context__ if isinstance(error.__context__, PostFailed) else None
             self._fail(cause or PostFailed(f"the answer is not valid HTTP ({error})"))
         else:
-            if self._waiter is not None and self._kept >= EXCERPT:
+            if self._waiter is None:
+                return
+            if self._status < 200:
+                # a header still coming: llhttp gathers it whole before a callback
+                self._fed += len(data)
+                if self._fed > MAX_HEAD:
+                    self._fail(PostFailed(f"the answer's headers exceed {MAX_HEAD} bytes"))
+            elif self._kept >= EXCERPT:
                 # all a delivery keeps, and the body goes on: the rest is not waited for
                 self._finish(False)
 
@@ -151,8 +165,11 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self._waiter is None:  # a second answer to one request
             raise PostFailed("the server sent more than one answer")
-        self._head = self._status = self._kept = 0
-        self._delimited = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._head = self._fed = self._status = self._kept = 0
+        self._complete = self._delimited = False
         self._body = []
         self._retry_after = self._location = None
 
@@ -166,8 +183,11 @@ class _Connection(asyncio.Protocol):
             self._retry_after = value.decode("latin-1")
         elif name == b"location":
             self._location = value.decode("latin-1")
-        elif name in (b"content-length", b"transfer-encoding"):
+        elif name == b"content-length":
             self._delimited = True
+        elif name == b"transfer-encoding":
+            # chunked if it is the last coding; else the body ends with the connection
+            self._delimited = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
@@ -182,7 +202,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self._status < 200:  # 100 Continue, 103 Early Hints: the answer is still to come
-            self._status = 0
+            self._status = self._fed = 0
             return
         self._complete = True
         self._finish(self._parser.should_keep_alive())
@@ -193,8 +213,7 @@ class _Connection(asyncio.Protocol):
         """Write one request; the future of its answer."""
         assert self.transport is not None and self._waiter is None
         self._waiter = self._loop.create_future()
-        self._status = 0
-        self._complete = False
+        self._reset()
         self.transport.write(data)
         return self._waiter
 
@@ -315,7 +334,7 @@ class Poster:
     def _target(self, url: str) -> _Target:
         parsed = URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.raw_host:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+            raise ValueError("not an http(s) URL with a host")  # (its text may hold a password)
         host = parsed.raw_host  # IDNA-encoded: what is resolved and checked by TLS
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         lines = [
@@ -326,7 +345,11 @@ class Poster:
         ]
         if parsed.raw_user is not None:  # credentials in the URL: Basic, as aiohttp sends them
             pair = f"{unquote(parsed.raw_user)}:{unquote(parsed.raw_password or '')}"
-            lines.append(f"Authorization: Basic {base64.b64encode(pair.encode()).decode()}")
+            try:
+                raw = pair.encode("latin-1")  # as aiohttp encodes them
+            except UnicodeEncodeError:
+                raw = pair.encode()  # beyond latin-1: UTF-8 (RFC 7617)
+            lines.append(f"Authorization: Basic {base64.b64encode(raw).decode()}")
         if _BREAK.search("".join(lines)):
             raise ValueError("the URL holds a line break")
         head = "".join(f"{line}\r\n" for line in lines)
@@ -357,7 +380,7 @@ class Poster:
                             family=family,
                             proto=proto,
                             ssl=self._tls() if target.tls else None,
-                            server_hostname=target.host if target.tls else None,
+                            server_hostname=target.host.rstrip(".") if target.tls else None,
                         )
                     except OSError as failed:  # ssl.SSLError is one too
                         error = failed
@@ -370,7 +393,7 @@ class Poster:
             raise PostFailed(
                 f"cannot connect to {where}: no connection within {CONNECT_TIMEOUT:g} s"
             ) from None
-        except OSError as failed:
+        except (OSError, UnicodeError) as failed:  # a host name no lookup takes: UnicodeError
             error = failed
         raise PostFailed(f"cannot connect to {where}: {error or 'no address'}")
 
