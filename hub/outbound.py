@@ -1,4 +1,4 @@
-"""Sending HTTP deliveries, and what a response means for the job."""
+"""Sending HTTP deliveries, and what an answer means for the job; the session of API calls."""
 
 from __future__ import annotations
 
@@ -64,9 +64,10 @@ class PublicResolver(AbstractResolver):
 def client_session(
     connector: aiohttp.BaseConnector | None = None, *, public_only: bool = False
 ) -> aiohttp.ClientSession:
-    """The session the hub's outbound requests go through. Its only limit of its own is on
-    connecting a socket: a delivery is bounded as a whole by its destination's ``timeout``
-    (the worker's), a source's API call by its own. No per-request limit here, so a request
+    """The session of the hub's API calls (a provider's API, Auvious's; deliveries POST
+    through ``hub.posting.Poster``). Its only limit of its own is on connecting a socket: a
+    call made in a delivery is bounded as a whole by its destination's ``timeout`` (the
+    worker's), a source's API call by its own. No per-request limit here, so a request
     over a pooled connection arms no timer (aiohttp's ``total`` and ``connect`` each would).
     ``public_only``: it connects to public addresses only (``PublicResolver``), for the
     destinations with ``deny_private_networks``; its pooled connections are its own."""
