@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import ipaddress
 import socket
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +15,7 @@ from aiohttp.resolver import DefaultResolver
 
 from hub.connector import DeliveryResult
 from hub.errors import PermanentDelivery, RetryableDelivery
-from hub.posting import EXCERPT, Poster, PostFailed, PrivateAddress, refusal
+from hub.posting import EXCERPT, Poster, PostFailed, PrivateAddress, is_public, refusal
 
 __all__ = [
     "RESPONSE_EXCERPT",
@@ -52,7 +51,7 @@ class PublicResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         found = await self._resolver.resolve(host, port, family)
-        public = [r for r in found if ipaddress.ip_address(r["host"]).is_global]
+        public = [r for r in found if is_public(r["host"])]
         if found and not public:
             raise PrivateAddress(refusal(host, found[0]["host"]))
         return public
@@ -103,9 +102,8 @@ async def check_public(url: str) -> None:
     except OSError as error:
         raise RetryableDelivery(f"cannot resolve {host}: {error}") from error
     for *_, address in found:
-        ip = ipaddress.ip_address(address[0])
-        if not ip.is_global:
-            raise PermanentDelivery(refusal(host, ip))
+        if not is_public(address[0]):
+            raise PermanentDelivery(refusal(host, address[0]))
 
 
 def request_failed(error: aiohttp.ClientError, what: str = "") -> Exception:

@@ -366,7 +366,7 @@ class Poster:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 found = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
                 if self.public_only:
-                    public = [f for f in found if _is_public(f[4][0])]
+                    public = [f for f in found if is_public(f[4][0])]
                     if found and not public:
                         raise PrivateAddress(refusal(target.host, found[0][4][0]))
                     found = public
@@ -403,7 +403,8 @@ class Poster:
         return self._ssl
 
 
-def _is_public(address: str) -> bool:
+def is_public(address: str) -> bool:
+    """Whether an address a host resolved to is public (a zone index, ``%eth0``, aside)."""
     return ipaddress.ip_address(address.partition("%")[0]).is_global
 
 
